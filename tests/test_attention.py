@@ -1,0 +1,60 @@
+import torch
+import torch.nn.functional as F
+
+from zonkey.attention import existence_bias, log_existence
+
+
+def _attn(q, k, v, bias=None):
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+
+
+def test_log_existence_is_prefix_survival():
+    beta = torch.tensor([[1.0, 0.5, 0.5, 0.0]])
+    p = log_existence(beta).exp()
+    assert torch.allclose(p, torch.tensor([[1.0, 0.5, 0.25, 0.25]]), atol=1e-5)
+
+
+def test_all_ones_existence_equals_plain_attention():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 7, 8, generator=g) for _ in range(3))
+    logp = torch.zeros(2, 7)  # existence 1 everywhere
+    out = _attn(q, k, v, existence_bias(logp))
+    assert torch.allclose(out, _attn(q, k, v), atol=1e-6)
+
+
+def test_step_existence_equals_hard_masking_of_later_keys():
+    g = torch.Generator().manual_seed(1)
+    t, cut = 8, 5
+    q, k, v = (torch.randn(1, 2, t, 4, generator=g) for _ in range(3))
+    beta = torch.zeros(1, t)
+    beta[0, cut] = 1.0  # a certain BOS at `cut`: keys from there on do not exist
+    out = _attn(q, k, v, existence_bias(log_existence(beta)))
+    hard = torch.zeros(1, 1, t, t)
+    hard[..., cut:] = float("-inf")
+    ref = _attn(q, k, v, hard)
+    assert torch.allclose(out[..., :cut, :], ref[..., :cut, :], atol=1e-5)
+
+
+def test_bos_gradient_only_through_straddling_keys():
+    """d bias / d beta_m is non-zero only for pairs q < m <= k: query m..end or keys < m give none."""
+    g = torch.Generator().manual_seed(2)
+    t, m = 6, 3
+    q, k, v = (torch.randn(1, 1, t, 4, generator=g) for _ in range(3))
+    beta = torch.full((1, t), 0.3, requires_grad=True)
+    out = _attn(q, k, v, existence_bias(log_existence(beta)))
+    # rows of queries at or after m cannot depend on beta_m
+    (gq_late,) = torch.autograd.grad(out[..., m:, :].sum(), beta, retain_graph=True)
+    (g_all,) = torch.autograd.grad(out[..., :m, :].sum(), beta)
+    assert g_all[0, m].abs() > 1e-3
+    assert gq_late[0, m].abs() < 1e-6  # zero up to float rounding of the cumsum
+    # if only keys before m existed, beta_m would not matter: check the bias directly
+    bias = existence_bias(log_existence(beta))[0, 0]
+    (gb,) = torch.autograd.grad(bias[:m, :m].sum(), beta)
+    assert gb[0, m] == 0
+
+
+def test_key_mask_blocks_padding_and_rows_stay_finite():
+    logp = torch.zeros(1, 4)
+    mask = torch.tensor([[True, True, False, False]])
+    bias = existence_bias(logp, mask)
+    assert torch.isinf(bias[0, 0, 0, 2]) and torch.isfinite(bias[0, 0, 2]).all()

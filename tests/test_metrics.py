@@ -1,0 +1,149 @@
+"""Tests for training/metrics.py on hand-made cases whose answers are known."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from training.metrics import (
+    boundary_prf,
+    cer,
+    chars_per_segment,
+    distinct_n,
+    levenshtein,
+    match_boundaries,
+    sentence_starts,
+    valid_word_rate,
+    word_starts,
+)
+
+
+def _reference_levenshtein(a: str, b: str) -> int:
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, start=1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "d"),
+    [
+        ("", "", 0),
+        ("", "abc", 3),
+        ("abc", "", 3),
+        ("kitten", "sitting", 3),
+        ("flaw", "lawn", 2),
+        ("intention", "execution", 5),
+        ("same", "same", 0),
+        ("café", "cafe", 1),
+        ("🙂a", "a🙂", 2),
+    ],
+)
+def test_levenshtein_known_values(a, b, d):
+    assert levenshtein(a, b) == d and levenshtein(b, a) == d
+
+
+def test_levenshtein_matches_plain_dp_on_random_strings():
+    rng = random.Random(0)
+    for _ in range(50):
+        a = "".join(rng.choice("abé ") for _ in range(rng.randint(0, 30)))
+        b = "".join(rng.choice("abé ") for _ in range(rng.randint(0, 30)))
+        assert levenshtein(a, b) == _reference_levenshtein(a, b)
+
+
+def test_levenshtein_long_strings():
+    rng = random.Random(1)
+    a = "".join(rng.choice("abcdefgh ") for _ in range(2000))
+    b = a[:500] + "XYZ" + a[503:1500] + a[1510:]
+    assert levenshtein(a, b) == 3 + 10
+
+
+def test_cer():
+    assert cer("hello world", "hello world") == 0.0
+    assert cer("hallo", "hello") == pytest.approx(0.2)
+    assert cer("abc", "") == 3.0  # divided by max(1, len(ref))
+    assert cer("", "") == 0.0
+
+
+def test_word_starts():
+    assert word_starts("The cat  sat.") == [0, 4, 9]
+    assert word_starts("  lead\tand\nnew") == [2, 7, 11]
+    assert word_starts("") == [] and word_starts("   ") == []
+
+
+def test_sentence_starts():
+    text = 'He left. "Why?" she asked.\n(It was late.) Then "Go!" Now.'
+    starts = sentence_starts(text)
+    assert [text[i : i + 3] for i in starts] == ["He ", '"Wh', "she", "(It", "The", "Now"]
+    assert set(starts) <= set(word_starts(text))
+    assert sentence_starts("  Lead. Next") == [2, 8]
+    assert sentence_starts("no end") == [0] and sentence_starts("") == []
+    assert sentence_starts("3.14 is pi.") == [0]  # a period needs whitespace after it
+
+
+def test_boundary_perfect_segmentation():
+    text = "the quick brown fox jumps"
+    ref = word_starts(text)
+    scores = boundary_prf(ref, ref)
+    assert scores["precision"] == scores["recall"] == scores["f1"] == 1.0
+    assert scores["n_ref"] == len(ref) - 1  # position 0 is excluded
+
+
+def test_boundary_off_by_one():
+    ref = [0, 4, 10, 16]
+    pred = [0, 5, 11, 17]
+    assert boundary_prf(pred, ref, tolerance=0)["f1"] == 0.0
+    assert boundary_prf(pred, ref, tolerance=1)["f1"] == 1.0
+    early = [0, 3, 9, 15]
+    assert boundary_prf(early, ref, tolerance=1)["f1"] == 1.0
+
+
+def test_boundary_one_to_one_matching_does_not_double_count():
+    scores = boundary_prf([4, 5, 6], [5], tolerance=1)
+    assert scores["tp"] == 1 and scores["precision"] == pytest.approx(1 / 3) and scores["recall"] == 1.0
+    scores = boundary_prf([5], [4, 5, 6], tolerance=1)
+    assert scores["tp"] == 1 and scores["precision"] == 1.0 and scores["recall"] == pytest.approx(1 / 3)
+    # greedy by distance: the exact pair is taken first, so both predictions find a partner
+    assert sorted(match_boundaries([5, 6], [5, 7], tolerance=1)) == [(5, 5), (6, 7)]
+
+
+def test_boundary_duplicates_and_position_zero():
+    scores = boundary_prf([0, 3, 3, 3], [0, 3])
+    assert scores == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "tp": 1, "n_pred": 1, "n_ref": 1}
+
+
+def test_boundary_empty_cases():
+    assert boundary_prf([], [])["f1"] == 1.0
+    assert boundary_prf([0], [0])["f1"] == 1.0  # only the always-present start
+    none_found = boundary_prf([0], [0, 4, 8])
+    assert none_found["precision"] == none_found["recall"] == none_found["f1"] == 0.0
+    spurious = boundary_prf([0, 4], [0])
+    assert spurious["precision"] == spurious["recall"] == spurious["f1"] == 0.0
+    with pytest.raises(ValueError, match="tolerance"):
+        boundary_prf([1], [1], tolerance=-1)
+
+
+def test_chars_per_segment():
+    assert chars_per_segment([0, 4, 8], 12) == 4.0
+    assert chars_per_segment([4, 8], 12) == 4.0  # leading text counts as a segment
+    assert chars_per_segment([0, 0, 4, 99], 8) == 4.0  # duplicates and out-of-range starts ignored
+    assert chars_per_segment([], 10) == 10.0 and chars_per_segment([0], 0) == 0.0
+
+
+def test_valid_word_rate():
+    vocab = {"the", "cat", "sat"}
+    assert valid_word_rate("The cat sat", vocab) == 1.0
+    assert valid_word_rate("The cat zzq", vocab) == pytest.approx(2 / 3)
+    assert valid_word_rate("", vocab) == 0.0 and valid_word_rate("123 !!", vocab) == 0.0
+
+
+def test_distinct_n():
+    assert distinct_n("a b c d", 2) == 1.0
+    assert distinct_n("a b a b a b", 2) == pytest.approx(2 / 5)
+    assert distinct_n("a a a", 1) == pytest.approx(1 / 3)
+    assert distinct_n("single", 2) == 0.0 and distinct_n("", 2) == 0.0
+    with pytest.raises(ValueError):
+        distinct_n("a b", 0)

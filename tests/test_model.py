@@ -1,0 +1,198 @@
+"""Model-level properties of a tiny random model: geometry, determinism, checkpoints, validation."""
+
+import json
+
+import pytest
+import torch
+
+from zonkey import Zonkey, ZonkeyConfig, ZonkeyInputError
+from zonkey._utils import rho
+from zonkey.checkpoint import CheckpointError
+from zonkey.config import LevelConfig
+from zonkey.diffusion import add_noise, relaxed_targets
+
+
+def _batch(text: str, n: int):
+    ids = torch.zeros(2, n, dtype=torch.long)
+    raw = list(text.encode())[:n]
+    ids[0, : len(raw)] = torch.tensor(raw)
+    ids[1, :20] = torch.tensor(raw[:20])
+    return ids, torch.tensor([len(raw), 20])
+
+
+def test_config_json_round_trip_and_strictness():
+    for name in ("tiny", "small", "base"):
+        cfg = ZonkeyConfig.preset(name)
+        assert ZonkeyConfig.from_json(cfg.to_json()) == cfg
+    d = ZonkeyConfig.preset("tiny").to_dict()
+    d["bogus"] = 1
+    with pytest.raises(ValueError, match="unknown config keys"):
+        ZonkeyConfig.from_dict(d)
+    with pytest.raises(ValueError, match="must equal level 0"):
+        ZonkeyConfig(levels=(LevelConfig(d_model=32), LevelConfig(d_model=100, n_heads=2)))
+
+
+def test_compressor_and_decoder_outputs_lie_on_their_spheres(tiny_model, sentence):
+    lv = tiny_model.levels[0]
+    cfg = tiny_model.config.levels[0]
+    ids, lengths = _batch(sentence, cfg.doc_len)
+    with torch.no_grad():
+        win, _ = lv.split(tiny_model.embed(ids), lengths, threshold=0.5)
+        z = lv.compressor(win.x, win.logp, win.valid)
+        dec = lv.decoder(add_noise(z, torch.full((z.shape[0],), 0.3)), torch.full((z.shape[0],), 0.3))
+    assert torch.allclose(z.flatten(1).norm(dim=-1), torch.tensor(rho(cfg.n_latents * cfg.d_model)), rtol=1e-4)
+    assert torch.allclose(dec.x.norm(dim=-1), torch.tensor(rho(cfg.d_model)), rtol=1e-4)
+    p = dec.logp.exp()
+    assert (p[:, 0] == 1).all() and (p[:, 1:] <= p[:, :-1] + 1e-6).all()  # existence is a survival curve
+
+
+def test_training_forward_returns_every_term_per_level(tiny_model, sentence):
+    ids, lengths = _batch(sentence, tiny_model.config.levels[0].doc_len)
+    torch.manual_seed(0)
+    out = tiny_model(ids, lengths)
+    expected = {
+        "clean_recon",
+        "dirty_recon",
+        "clean_bos",
+        "dirty_bos",
+        "stitch_pos",
+        "stitch_seq",
+        "null_pos",
+        "null_seq",
+        "collapse",
+        "patch",
+        "short",
+        "compression",
+    }
+    assert set(out.terms[0]) == expected
+    assert set(out.terms[1]) == expected | {"mlm"}
+    w = tiny_model.config.loss_weights.as_dict()
+    total = sum(w[k] * v for d in out.terms for k, v in d.items())
+    assert torch.allclose(out.loss, total)
+    assert torch.isfinite(out.loss)
+    assert out.stats["l0/dropped_up"] == 0
+
+
+def test_relaxed_target_picks_truth_or_previous_estimate():
+    g = torch.Generator().manual_seed(0)
+    a, x = torch.randn(2, 5, 8, generator=g), torch.randn(2, 5, 8, generator=g)
+    w = torch.ones(2, 5)
+    _, t = relaxed_targets(x.clone(), a, x, w)
+    assert torch.allclose(t, torch.ones(2))
+    _, t = relaxed_targets(a.clone(), a, x, w)
+    assert torch.allclose(t, torch.zeros(2))
+    _, t = relaxed_targets(a.clone(), a, x, w, t_min=0.5)
+    assert (t >= 0.5).all()
+
+
+def test_same_seed_same_output_and_different_seed_differs(tiny_model, sentence):
+    g1 = tiny_model.generate(steps=4, seed=3)
+    g2 = tiny_model.generate(steps=4, seed=3)
+    assert g1.text == g2.text and len(g1.trajectory) == 5
+    r1 = tiny_model.infill(sentence, [(4, 9)], steps=3, seed=1)
+    r2 = tiny_model.infill(sentence, [(4, 9)], steps=3, seed=1)
+    assert r1.to_dict() == r2.to_dict()
+    assert tiny_model.reconstruct(sentence) == tiny_model.reconstruct(sentence)
+
+
+def test_infill_leaves_context_byte_identical_and_reports_filled(tiny_model):
+    text = "Zürich 🦓 is a city; שלום and e\u0301 combine. The end."
+    spans = [(3, 6), (12, 14), (40, 43)]
+    res = tiny_model.infill(text, spans, steps=3, seed=0)
+    assert len(res.filled) == 3
+    pieces, prev = [], 0
+    for s, e in spans:
+        pieces.append(text[prev:s])
+        prev = e
+    pieces.append(text[prev:])
+    got, prev = [], 0
+    for fs, fe in res.filled:
+        got.append(res.text[prev:fs])
+        prev = fe
+    got.append(res.text[prev:])
+    assert [p.encode() for p in got] == [p.encode() for p in pieces]
+    assert res.trajectory[-1].text == res.text
+    assert all(step.filled for step in res.trajectory)
+
+
+def test_inputs_are_not_mutated(tiny_model, sentence):
+    spans = [(4, 9), [20, 25]]
+    before = json.dumps(spans)
+    tiny_model.infill(sentence, spans, steps=2, seed=0)
+    assert json.dumps(spans) == before
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda m: m.segment(""), "empty"),
+        (lambda m: m.segment("   \n"), "empty"),
+        (lambda m: m.segment(42), "must be a str"),
+        (lambda m: m.segment("x" * 5000), "limit is 4000"),
+        (lambda m: m.reconstruct("hello", level=7), "level=7"),
+        (lambda m: m.infill("hello world", [(3, 30)]), "out of range"),
+        (lambda m: m.infill("hello world", [(5, 2)]), "reversed"),
+        (lambda m: m.infill("hello world", [(1, 5), (3, 8)]), "overlap"),
+        (lambda m: m.infill("hello world", [(0, 11)]), "cover the whole text"),
+        (lambda m: m.infill("hello world", [(2, 2)]), "empty"),
+        (lambda m: m.infill("hello world", []), "non-empty list"),
+        (lambda m: m.infill("hello world", [(0, 3)], steps=0), "steps=0"),
+        (lambda m: m.infill("hello world", [(0, 3)], steps=10_000), "out of range"),
+        (lambda m: m.infill("hello world", [(0, 3)], seed=-1), "seed=-1"),
+        (lambda m: m.infill("hello world", [(0, 3)], length="long"), "length="),
+        (lambda m: m.infill("hello world", [(0, 3)], level="top"), "level="),
+        (lambda m: m.generate(steps=1.5), "steps must be an int"),
+        (lambda m: m.generate(num_segments=0), "num_segments"),
+    ],
+)
+def test_validation_errors_are_actionable(tiny_model, call, match):
+    with pytest.raises(ZonkeyInputError, match=match):
+        call(tiny_model)
+
+
+def test_save_load_round_trip_gives_identical_outputs(tiny_model, sentence, tmp_path):
+    tiny_model.save_pretrained(tmp_path / "ck")
+    loaded = Zonkey.from_pretrained(tmp_path / "ck")
+    for a, b in zip(tiny_model.state_dict().values(), loaded.state_dict().values()):
+        assert torch.equal(a, b)
+    assert loaded.reconstruct(sentence) == tiny_model.reconstruct(sentence)
+    assert loaded.generate(steps=3, seed=5).text == tiny_model.generate(steps=3, seed=5).text
+
+
+def test_bad_checkpoints_are_refused_with_the_file_named(tiny_model, tmp_path):
+    d = tmp_path / "ck"
+    tiny_model.save_pretrained(d)
+    weights = d / "model.safetensors"
+    # truncated
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="model.safetensors: truncated or corrupted"):
+        Zonkey.from_pretrained(d)
+    # corrupted header
+    weights.write_bytes(b"\xff" * 64)
+    with pytest.raises(CheckpointError, match="truncated or corrupted"):
+        Zonkey.from_pretrained(d)
+    # missing
+    weights.unlink()
+    with pytest.raises(CheckpointError, match="missing weights file"):
+        Zonkey.from_pretrained(d)
+    # mismatched config
+    tiny_model.save_pretrained(d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["levels"][0]["compressor_layers"] = 2
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="do not match config.json"):
+        Zonkey.from_pretrained(d)
+    (d / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="config.json: invalid config"):
+        Zonkey.from_pretrained(d)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        Zonkey.from_pretrained(tmp_path / "nowhere")
+
+
+def test_codec_round_trips_every_string():
+    from zonkey import codec
+
+    for s in ["", "plain", "Zürich", "🦓🦓", "e\u0301", "שלום", "\x00\x01\x7f", "\ud7ff\U0010ffff"]:
+        assert codec.decode(codec.encode(s)) == s
+    assert len({tuple(codec.encode(ch)) for ch in ["\x00", "Ā", "Ȁ", "ɐ"]}) == 4  # no aliasing (P15)

@@ -1,0 +1,1 @@
+"""Training pipeline for Zonkey: data, training loop, evaluation, baselines, benchmarks."""

@@ -1,0 +1,228 @@
+"""Evaluation of a Zonkey checkpoint with every metric of DESIGN §7, fixed seeds throughout:
+
+  python -m training.evaluate --model assets/models/zonkey-small [--text-file F] [--out metrics.json]
+
+- reconstruction: 1 - CER of `reconstruct` at level 0 and through all levels (paragraphs);
+- boundaries: P/R/F1 of level-0 starts against word starts and of level-1 starts against
+  sentence starts, strict and with +-1 tolerance (one-to-one matching, position 0 excluded;
+  `training.metrics.boundary_prf`); characters per segment per level;
+- infill: one whole word (>= 3 letters, chosen with a fixed seed) masked per held-out sentence,
+  `length="auto"`: exact match, valid-word rate (fill is a word of the training vocabulary),
+  CER of the fill; the same for a three-word gap;
+- generation: valid-word rate, distinct-2, and bits per character of the generated text under the
+  character-level AR baseline (with the baseline's own bits per character on held-out text), when
+  `assets/models/baseline-ar-small` exists.
+Writes metrics.json and prints a table. Held-out text by default; any text file with --text-file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from training.data import heldout_sentences, local_split, split_sentences, training_vocabulary
+from training.metrics import (
+    boundary_prf,
+    cer,
+    distinct_n,
+    sentence_starts,
+    valid_word_rate,
+    word_starts,
+)
+from zonkey import Zonkey
+
+BASELINE_DIR = Path("assets/models/baseline-ar-small")
+_WORD = re.compile(r"[A-Za-z]{3,}")
+
+
+def paragraphs(texts: list[str], n: int, max_chars: int = 480) -> list[str]:
+    """The first <= max_chars characters of each text, cut at a sentence end when possible."""
+    out = []
+    for t in texts:
+        if len(t) <= max_chars:
+            out.append(t)
+        else:
+            cut = t.rfind(". ", 0, max_chars)
+            out.append(t[: cut + 1] if cut > max_chars // 3 else t[:max_chars])
+        if len(out) == n:
+            break
+    return out
+
+
+def mask_words(sentence: str, rng: random.Random, k: int = 1):
+    """Span of k consecutive words (the first of >= 3 letters) chosen by rng, or None."""
+    words = list(_WORD.finditer(sentence))
+    all_words = list(re.finditer(r"\S+", sentence))
+    if not words:
+        return None
+    w = rng.choice(words)
+    if k == 1:
+        return w.start(), w.end()
+    idx = [i for i, m in enumerate(all_words) if m.start() <= w.start() < m.end()][0]
+    if idx + k > len(all_words) or idx == 0:
+        return None
+    return all_words[idx].start(), all_words[idx + k - 1].end()
+
+
+def eval_reconstruction(model, paras):
+    acc0 = [1 - cer(model.reconstruct(p, level=0), p) for p in tqdm(paras, desc="reconstruct l0", leave=False)]
+    acc = [1 - cer(model.reconstruct(p), p) for p in tqdm(paras, desc="reconstruct all", leave=False)]
+    return {"recon_acc_l0": sum(acc0) / len(acc0), "recon_acc_all": sum(acc) / len(acc)}
+
+
+def eval_boundaries(model, paras):
+    agg = {}
+    cps = {0: [], 1: []}
+    for p in tqdm(paras, desc="segment", leave=False):
+        seg = model.segment(p)
+        refs = {0: word_starts(p), 1: sentence_starts(p)}
+        for lv in range(min(2, len(seg.levels))):
+            starts = seg.levels[lv].starts
+            cps[lv].append((len(p), len(starts)))
+            for tol in (0, 1):
+                r = boundary_prf(starts, refs[lv], tolerance=tol)
+                for key in ("tp", "n_pred", "n_ref"):
+                    agg[(lv, tol, key)] = agg.get((lv, tol, key), 0) + r[key]
+    out = {}
+    for lv, ref in ((0, "word"), (1, "sentence")):
+        if (lv, 0, "tp") not in agg:
+            continue
+        for tol, tag in ((0, "strict"), (1, "tol1")):
+            tp, npred, nref = (agg[(lv, tol, k)] for k in ("tp", "n_pred", "n_ref"))
+            pr, rc = tp / max(npred, 1), tp / max(nref, 1)
+            out[f"l{lv}_{ref}_{tag}_precision"] = pr
+            out[f"l{lv}_{ref}_{tag}_recall"] = rc
+            out[f"l{lv}_{ref}_{tag}_f1"] = 2 * pr * rc / max(pr + rc, 1e-12)
+        chars = sum(c for c, _ in cps[lv])
+        out[f"l{lv}_chars_per_segment"] = chars / max(1, sum(n for _, n in cps[lv]))
+    return out
+
+
+def eval_infill(model, sentences, vocab, k_words: int, steps: int, seed: int):
+    rng = random.Random(seed)
+    exact, valid, cers, n, times = 0, 0, [], 0, []
+    for i, s in enumerate(tqdm(sentences, desc=f"infill {k_words}w", leave=False)):
+        span = mask_words(s, rng, k_words)
+        if span is None:
+            continue
+        a, b = span
+        t0 = time.time()
+        res = model.infill(s, [span], length="auto", steps=steps, seed=seed + i)
+        times.append(time.time() - t0)
+        fs, fe = res.filled[0]
+        fill, ref = res.text[fs:fe].strip(), s[a:b]
+        exact += fill == ref
+        valid += valid_word_rate(fill, vocab) if k_words > 1 else float(fill.lower() in vocab)
+        cers.append(cer(fill, ref))
+        n += 1
+    tag = "infill_1w" if k_words == 1 else f"infill_{k_words}w"
+    return {
+        f"{tag}_exact": exact / max(n, 1),
+        f"{tag}_valid_word_rate": valid / max(n, 1),
+        f"{tag}_cer": sum(cers) / max(len(cers), 1),
+        f"{tag}_n": n,
+        f"{tag}_latency_s": sum(times) / max(len(times), 1),
+    }
+
+
+def eval_generation(model, vocab, n: int, steps: int, seed: int, heldout_text: list[str]):
+    texts = [model.generate(steps=steps, seed=seed + i).text for i in tqdm(range(n), desc="generate", leave=False)]
+    joined = " ".join(texts)
+    out = {
+        "gen_valid_word_rate": valid_word_rate(joined, vocab),
+        "gen_distinct_2": distinct_n(joined, 2),
+        "gen_mean_chars": sum(len(t) for t in texts) / n,
+        "gen_samples": texts[:5],
+    }
+    if (BASELINE_DIR / "config.json").exists():
+        try:
+            from training.baselines.ar import CharLM
+
+            lm = CharLM.from_pretrained(BASELINE_DIR)
+            out["gen_bpc_under_ar"] = lm.bits_per_char(texts)
+            out["ar_bpc_heldout"] = lm.bits_per_char(heldout_text)
+        except ImportError:
+            pass
+    return out
+
+
+def evaluate(
+    model_dir: str,
+    text_file: str | None = None,
+    n_paragraphs: int = 60,
+    n_sentences: int = 100,
+    n_generate: int = 20,
+    steps: int = 20,
+    seed: int = 0,
+) -> dict:
+    torch.manual_seed(seed)
+    model = Zonkey.from_pretrained(model_dir)
+    if text_file:
+        raw = Path(text_file).read_text(encoding="utf-8")
+        texts = [t for t in raw.split("\n\n") if t.strip()] or [raw]
+        sentences = [s for t in texts for s in split_sentences(t) if 40 <= len(s) <= 300][:n_sentences]
+        source = text_file
+    else:
+        texts = [x for _, x in local_split("heldout")]
+        sentences = heldout_sentences(texts, n_sentences, seed=seed)
+        source = "local heldout split (5% of titles by sha1 bucket)"
+    vocab = training_vocabulary(x for _, x in local_split("train"))
+    paras = paragraphs(texts, n_paragraphs)
+    t0 = time.time()
+    metrics = {
+        "model": str(model_dir),
+        "data": source,
+        "n_paragraphs": len(paras),
+        "n_sentences": len(sentences),
+        "steps": steps,
+        "seed": seed,
+    }
+    metrics.update(eval_reconstruction(model, paras))
+    metrics.update(eval_boundaries(model, paras))
+    metrics.update(eval_infill(model, sentences, vocab, 1, steps, seed))
+    metrics.update(eval_infill(model, sentences[: n_sentences // 2], vocab, 3, steps, seed))
+    metrics.update(eval_generation(model, vocab, n_generate, steps, seed, paras[:20]))
+    metrics["eval_seconds"] = time.time() - t0
+    return metrics
+
+
+def print_table(m: dict) -> None:
+    rows = [(k, v) for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    w = max(len(k) for k, _ in rows)
+    print(f"{'metric':<{w}}  value")
+    print("-" * (w + 10))
+    for k, v in rows:
+        print(f"{k:<{w}}  {v:.4f}" if isinstance(v, float) else f"{k:<{w}}  {v}")
+    for s in m.get("gen_samples", []):
+        print("sample:", repr(s))
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description="Evaluate a Zonkey checkpoint (DESIGN §7).")
+    ap.add_argument("--model", required=True, help="checkpoint directory")
+    ap.add_argument("--text-file", default=None, help="evaluate on this UTF-8 text file instead of the held-out split")
+    ap.add_argument("--out", default=None, help="metrics.json path (default: <model>/metrics.json)")
+    ap.add_argument("--paragraphs", type=int, default=60)
+    ap.add_argument("--sentences", type=int, default=100)
+    ap.add_argument("--generate", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(2)
+    m = evaluate(a.model, a.text_file, a.paragraphs, a.sentences, a.generate, a.steps, a.seed)
+    out = Path(a.out) if a.out else Path(a.model) / "metrics.json"
+    out.write_text(json.dumps(m, indent=1) + "\n")
+    print_table(m)
+    print(f"wrote {out}")
+    return m
+
+
+if __name__ == "__main__":
+    main()

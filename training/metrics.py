@@ -1,0 +1,165 @@
+"""Text metrics of DESIGN §7 as pure functions: edit distance, boundary P/R/F1, word statistics.
+
+What this module does: compute character error rate, reference word and sentence starts, one-to-one boundary
+matching with a tolerance, characters per segment, valid-word rate and distinct-n, on plain strings and lists of
+offsets. All offsets are Python string indices (characters, not bytes).
+
+What it does not do: import or run the model, choose thresholds, or aggregate over a corpus (`training/evaluate.py`
+does that and is where the figures of the model card come from).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import numpy as np
+
+_WORD = re.compile(r"[A-Za-z]+")
+# a sentence end: [.!?], then any closing quotes or brackets, then whitespace; the next non-space char starts one
+_SENTENCE_END = re.compile(r"[.!?][\"'\u2019\u201d\u00bb)\]}]*\s+(?=\S)")
+
+
+# --- edit distance ------------------------------------------------------------------------------------------------
+
+
+def _codepoints(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+
+
+def levenshtein(a: str, b: str) -> int:
+    """Edit distance (insertions, deletions, substitutions, each cost 1) between two strings, by character.
+
+    Row dynamic programming with numpy: each row's insertion chain is a running minimum, so the Python loop runs
+    over the shorter string only (two 2,000-character strings take a few milliseconds).
+    """
+    if len(a) < len(b):
+        a, b = b, a
+    if not b:
+        return len(a)
+    xb = _codepoints(b)
+    cols = np.arange(len(b) + 1, dtype=np.int64)
+    row = cols.copy()  # distance of a[:0] to every prefix of b
+    for i, ch in enumerate(_codepoints(a), start=1):
+        cost = (xb != ch).astype(np.int64)
+        new = np.empty_like(row)
+        new[0] = i
+        new[1:] = np.minimum(row[1:] + 1, row[:-1] + cost)  # deletion, substitution/match
+        row = np.minimum.accumulate(new - cols) + cols  # insertion: new[j] = min_k<=j new[k] + (j - k)
+    return int(row[-1])
+
+
+def cer(hyp: str, ref: str) -> float:
+    """Character error rate: levenshtein(hyp, ref) / max(1, len(ref)); 0.0 for identical strings, may exceed 1."""
+    return levenshtein(hyp, ref) / max(1, len(ref))
+
+
+# --- reference boundaries -----------------------------------------------------------------------------------------
+
+
+def word_starts(text: str) -> list[int]:
+    """Offsets of word starts: a non-space character at the start of the text or right after whitespace."""
+    return [i for i, ch in enumerate(text) if not ch.isspace() and (i == 0 or text[i - 1].isspace())]
+
+
+def sentence_starts(text: str) -> list[int]:
+    """Offsets of sentence starts: the first non-space character of the text (0 unless the text begins with
+    whitespace), plus the first non-space character after each sentence end ([.!?], optionally followed by closing
+    quotes or brackets, then whitespace). Every sentence start is also a word start. Abbreviations ("e.g. the")
+    count as sentence ends: the rule is deliberately simple and the same for every model and baseline.
+    """
+    first = next((i for i, ch in enumerate(text) if not ch.isspace()), None)
+    if first is None:
+        return []
+    return [first] + [m.end() for m in _SENTENCE_END.finditer(text, first)]
+
+
+# --- boundary matching --------------------------------------------------------------------------------------------
+
+
+def match_boundaries(pred: Iterable[int], ref: Iterable[int], tolerance: int = 0) -> list[tuple[int, int]]:
+    """One-to-one matching of predicted to reference offsets with |p - r| <= tolerance.
+
+    Candidate pairs are taken greedily by distance (ties by position), and each offset is used at most once, so one
+    reference boundary cannot be credited to two nearby predictions. Duplicated offsets count once.
+    """
+    if tolerance < 0:
+        raise ValueError(f"tolerance={tolerance} must be >= 0")
+    refs = set(ref)
+    candidates = sorted(
+        (abs(p - r), p, r) for p in set(pred) for r in range(p - tolerance, p + tolerance + 1) if r in refs
+    )
+    used_p: set[int] = set()
+    used_r: set[int] = set()
+    pairs = []
+    for _, p, r in candidates:
+        if p not in used_p and r not in used_r:
+            used_p.add(p)
+            used_r.add(r)
+            pairs.append((p, r))
+    return pairs
+
+
+def boundary_prf(pred: Iterable[int], ref: Iterable[int], tolerance: int = 0) -> dict[str, float | int]:
+    """Precision, recall and F1 of predicted segment starts against reference starts.
+
+    Offset 0 is removed from both sets before scoring: a segment always begins there, so counting it would reward
+    every segmentation for free. Duplicates count once. Matching is one-to-one (`match_boundaries`), strict with
+    `tolerance=0`, and `tolerance=1` accepts a start one character early or late.
+    Edge cases: if both sets are empty every score is 1.0 (nothing to find, nothing wrongly found); if exactly one is
+    empty, precision, recall and F1 are 0.0.
+
+    Returns:
+        {"precision", "recall", "f1"} as floats in [0, 1] and {"tp", "n_pred", "n_ref"} as int counts.
+    """
+    p_set = {int(p) for p in pred} - {0}
+    r_set = {int(r) for r in ref} - {0}
+    tp = len(match_boundaries(p_set, r_set, tolerance))
+    n_pred, n_ref = len(p_set), len(r_set)
+    if n_pred == 0 and n_ref == 0:
+        precision = recall = f1 = 1.0
+    else:
+        precision = tp / n_pred if n_pred else 0.0
+        recall = tp / n_ref if n_ref else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "tp": tp, "n_pred": n_pred, "n_ref": n_ref}
+
+
+def chars_per_segment(starts: Iterable[int], n_chars: int) -> float:
+    """Mean segment length in characters: n_chars / number of segments.
+
+    Segments are counted as the distinct starts inside [0, n_chars), plus one for the leading text when 0 is not
+    among them. An empty text gives 0.0.
+    """
+    if n_chars <= 0:
+        return 0.0
+    inside = {s for s in starts if 0 <= s < n_chars}
+    return n_chars / (len(inside | {0}))
+
+
+# --- word statistics ----------------------------------------------------------------------------------------------
+
+
+def words(text: str) -> list[str]:
+    """Lowercased alphabetic words (`[A-Za-z]+`) of `text`, the unit of `valid_word_rate`."""
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def valid_word_rate(text: str, vocab: set[str]) -> float:
+    """Fraction of the alphabetic words of `text` (lowercased) that are in `vocab`.
+
+    A text without any alphabetic word scores 0.0, not NaN: an empty or letterless fill is not a valid word.
+    """
+    found = words(text)
+    if not found:
+        return 0.0
+    return sum(w in vocab for w in found) / len(found)
+
+
+def distinct_n(text: str, n: int = 2) -> float:
+    """Distinct n-grams over all n-grams of the whitespace-separated words of `text`; 0.0 when there are none."""
+    if n < 1:
+        raise ValueError(f"n={n} must be >= 1")
+    tokens = text.split()
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0

@@ -1,0 +1,403 @@
+"""Training loop: `python -m training.train --config training/configs/small.json [--key=value ...]`.
+
+Reads top to bottom: config -> data -> model -> optimizer -> loop -> eval -> checkpoint -> export.
+AdamW with linear warmup and cosine decay, gradient clipping, EMA weights (used for evaluation
+and export), a tqdm bar with loss and characters/second, a JSONL log of every loss term per level,
+learning rate, throughput, held-out metrics and samples. Checkpoints are atomic (temp file +
+rename) and hold model, EMA, optimizer, step, RNG states and the data position, so `--resume`
+continues the same run exactly. A non-finite loss is never trained on: the step is skipped and
+counted; `max_bad_steps` consecutive ones stop the run with a message (after a checkpoint).
+Multi-process: launch with `torchrun --nproc_per_node N -m training.train ...` (gloo on CPU,
+nccl on GPU); every rank reads its own shard of the training texts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from training.data import PackedBatches, heldout_sentences, local_split
+from zonkey import Zonkey, ZonkeyConfig
+from zonkey.checkpoint import CheckpointError
+
+STATE_NAME = "state.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "small"  # preset name or path to a model config.json
+    out_dir: str = "runs/small"  # checkpoints, log and release directory
+    source: str = "local"  # "local" (offline Wikipedia leads) or "hub"
+    batch_size: int = 8  # documents (chunks) per step per process
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 200
+    max_steps: int = 3000  # schedule length (the cosine ends here)
+    max_minutes: float = 0.0  # stop (with a checkpoint) after this wall-clock; 0 = no limit
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    ema: float = 0.999
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 250
+    ckpt_every: int = 100
+    max_bad_steps: int = 20  # consecutive non-finite losses before stopping
+    threads: int = 2  # torch CPU threads
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+    bf16: bool = False  # bf16 autocast on CUDA (the existence cumsum stays fp32)
+    export: bool = True  # write <out_dir>/release at the end
+
+    def __post_init__(self):
+        for name in ("batch_size", "max_steps", "log_every", "eval_every", "ckpt_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)} must be >= 1")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"TrainConfig.ema={self.ema} must be in [0, 1)")
+
+    @classmethod
+    def from_json(cls, path, **overrides) -> "TrainConfig":
+        d = json.loads(Path(path).read_text())
+        d.update(overrides)
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown training config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """--key=value pairs typed against TrainConfig's fields."""
+    types = {f.name: f.type for f in fields(TrainConfig)}
+    out = {}
+    for it in items:
+        if not it.startswith("--") or "=" not in it:
+            raise ValueError(f"override {it!r} must look like --key=value")
+        k, v = it[2:].split("=", 1)
+        if k not in types:
+            raise ValueError(f"unknown training option {k!r}; known: {sorted(types)}")
+        t = types[k]
+        if t in ("bool", bool):
+            if v.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"--{k} expects true/false, got {v!r}")
+            out[k] = v.lower() in ("true", "1")
+        elif t in ("int", int):
+            out[k] = int(v)
+        elif t in ("float", float):
+            out[k] = float(v)
+        else:
+            out[k] = v
+    return out
+
+
+def get_lr(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup to cfg.lr, then cosine decay to cfg.lr * min_lr_ratio at max_steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    frac = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def model_config(cfg: TrainConfig) -> ZonkeyConfig:
+    if cfg.model.endswith(".json"):
+        return ZonkeyConfig.from_json(cfg.model)
+    return ZonkeyConfig.preset(cfg.model)
+
+
+# ---- distributed -------------------------------------------------------------------------------
+
+
+def setup_distributed(device: torch.device) -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world
+
+
+# ---- checkpoint --------------------------------------------------------------------------------
+
+
+def save_state(path: Path, state: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_state(path: Path) -> dict:
+    if not path.exists():
+        raise CheckpointError(f"{path}: no training state to resume from.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated zip, bad pickle, ... all mean "unusable"
+        raise CheckpointError(f"{path}: truncated or corrupted training state ({type(exc).__name__}: {exc}).") from exc
+
+
+def rng_state() -> dict:
+    st = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_rng_state(st: dict) -> None:
+    torch.set_rng_state(st["torch"])
+    random.setstate(st["python"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+# ---- evaluation during training ----------------------------------------------------------------
+
+
+@torch.no_grad()
+def quick_eval(ema: Zonkey, heldout_batch, sentences: list[str], seed: int) -> dict:
+    """Held-out loss terms on a fixed batch, reconstruction accuracy on a few sentences, samples."""
+    from training.metrics import boundary_prf, cer, word_starts
+
+    ema.eval()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        out = ema(*heldout_batch)
+    rec = {"heldout/loss": float(out.loss)}
+    rec.update({f"heldout/{k}": v for k, v in out.flat_terms().items()})
+    accs0, accs, f1s = [], [], []
+    for s in sentences:
+        accs0.append(1 - cer(ema.reconstruct(s, level=0), s))
+        accs.append(1 - cer(ema.reconstruct(s), s))
+        f1s.append(boundary_prf(ema.segment(s).levels[0].starts, word_starts(s), tolerance=1)["f1"])
+    rec["heldout/recon_acc_l0"] = sum(accs0) / len(accs0)
+    rec["heldout/recon_acc"] = sum(accs) / len(accs)
+    rec["heldout/boundary_f1_l0"] = sum(f1s) / len(f1s)
+    rec["sample/reconstruct"] = ema.reconstruct(sentences[0])
+    rec["sample/segments"] = "|".join(ema.segment(sentences[0]).segments(0))
+    rec["sample/generate"] = ema.generate(steps=20, seed=seed).text
+    return rec
+
+
+# ---- main ---------------------------------------------------------------------------------------
+
+
+def main(cfg: TrainConfig, resume: bool = False) -> dict:
+    device = torch.device(
+        "cuda"
+        if cfg.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if cfg.device == "auto" else cfg.device)
+    )
+    torch.set_num_threads(cfg.threads)
+    rank, world = setup_distributed(device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", rank % torch.cuda.device_count())
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed + rank)
+    random.seed(cfg.seed + rank)
+
+    # data
+    mcfg = model_config(cfg)
+    max_bytes = mcfg.levels[0].doc_len
+    train_texts = [x for _, x in local_split("train")] if cfg.source == "local" else None
+    if train_texts is None:
+        from training.data import load_text_dataset
+
+        ds = load_text_dataset("hub", "train", rank=rank, world_size=world)
+        train_texts = [ex["text"] for _, ex in zip(range(20000), ds)]
+    elif world > 1:
+        train_texts = train_texts[rank::world]
+    data = PackedBatches(train_texts, cfg.batch_size, max_bytes, seed=cfg.seed)
+    held = [x for _, x in local_split("heldout")]
+    held_data = PackedBatches(held, 8, max_bytes, seed=1234)
+    heldout_batch = next(held_data)
+    sentences = heldout_sentences(held, 4, seed=0)
+
+    # model, EMA, optimizer
+    model = Zonkey(mcfg).to(device)
+    ema = copy.deepcopy(model).eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    step, bad_total, chars_seen, elapsed_before = 0, 0, 0, 0.0
+    log_path = out / "train_log.jsonl"
+    if resume:
+        st = load_state(out / STATE_NAME)
+        if st["config"] != mcfg.to_dict():
+            raise CheckpointError(f"{out / STATE_NAME}: model config differs from --config; resume with the same one.")
+        model.load_state_dict(st["model"])
+        ema.load_state_dict(st["ema"])
+        opt.load_state_dict(st["optimizer"])
+        data.load_state_dict(st["data"])
+        set_rng_state(st["rng"])
+        step, bad_total, chars_seen, elapsed_before = st["step"], st["bad_steps"], st["chars_seen"], st["elapsed"]
+    elif rank == 0 and log_path.exists():
+        log_path.unlink()
+    ddp = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp = DistributedDataParallel(model, find_unused_parameters=True)
+
+    def checkpoint():
+        if rank != 0:
+            return
+        save_state(
+            out / STATE_NAME,
+            {
+                "config": mcfg.to_dict(),
+                "train_config": asdict(cfg),
+                "model": model.state_dict(),
+                "ema": ema.state_dict(),
+                "optimizer": opt.state_dict(),
+                "data": data.state_dict(),
+                "rng": rng_state(),
+                "step": step,
+                "bad_steps": bad_total,
+                "chars_seen": chars_seen,
+                "elapsed": elapsed_before + (time.time() - t_start),
+            },
+        )
+
+    def log(rec: dict):
+        if rank == 0:
+            with open(log_path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+
+    if rank == 0 and not resume:
+        log(
+            {
+                "event": "start",
+                "train_config": asdict(cfg),
+                "params": sum(p.numel() for p in model.parameters()),
+                "train_chunks": data.num_chunks,
+                "fraction_chars_trained_on": data.fraction_used,
+                "train_chars": data.chars_total,
+                "world_size": world,
+            }
+        )
+    t_start = time.time()
+    bad_run, stop_reason = 0, "max_steps"
+    bar = tqdm(total=cfg.max_steps, initial=step, disable=rank != 0, dynamic_ncols=True)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 and device.type == "cuda" else None
+    model.train()
+    while step < cfg.max_steps:
+        if cfg.max_minutes and (time.time() - t_start) / 60 > cfg.max_minutes:
+            stop_reason = "max_minutes"
+            break
+        t0 = time.time()
+        ids, lengths = next(data)
+        ids, lengths = ids.to(device), lengths.to(device)
+        lr = get_lr(step, cfg)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        if autocast is not None:
+            with autocast:
+                fwd = ddp(ids, lengths)
+        else:
+            fwd = ddp(ids, lengths)
+        loss = fwd.loss
+        finite = torch.isfinite(loss.detach())
+        if world > 1:
+            import torch.distributed as dist
+
+            flag = finite.float().to(device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+            finite = flag > 0
+        opt.zero_grad(set_to_none=True)
+        if not bool(finite):
+            bad_run, bad_total = bad_run + 1, bad_total + 1
+            log({"event": "nonfinite_loss", "step": step, "terms": fwd.flat_terms()})
+            if bad_run >= cfg.max_bad_steps:
+                stop_reason = f"{bad_run} consecutive non-finite losses"
+                break
+            continue
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if not torch.isfinite(gnorm):
+            bad_run, bad_total = bad_run + 1, bad_total + 1
+            opt.zero_grad(set_to_none=True)
+            log({"event": "nonfinite_grad", "step": step})
+            if bad_run >= cfg.max_bad_steps:
+                stop_reason = f"{bad_run} consecutive non-finite gradients"
+                break
+            continue
+        bad_run = 0
+        opt.step()
+        with torch.no_grad():
+            decay = min(cfg.ema, (1 + step) / (10 + step))
+            torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
+        step += 1
+        n_chars = int(lengths.sum()) * world
+        chars_seen += n_chars
+        dt = time.time() - t0
+        bar.update(1)
+        bar.set_postfix(loss=f"{float(loss):.3f}", cps=f"{n_chars / dt:,.0f}", bos=f"{fwd.stats['l0/bos_rate']:.3f}")
+        if step % cfg.log_every == 0 or step == 1:
+            log(
+                {
+                    "step": step,
+                    "lr": lr,
+                    "loss": float(loss),
+                    "grad_norm": float(gnorm),
+                    "chars_per_sec": n_chars / dt,
+                    "chars_seen": chars_seen,
+                    "epoch": data.epoch,
+                    "bad_steps": bad_total,
+                    "elapsed": elapsed_before + time.time() - t_start,
+                    **fwd.flat_terms(),
+                    **fwd.stats,
+                }
+            )
+        if step % cfg.ckpt_every == 0:
+            checkpoint()
+        if rank == 0 and step % cfg.eval_every == 0:
+            log({"step": step, "split": "heldout", **quick_eval(ema, heldout_batch, sentences, cfg.seed)})
+            model.train()
+    bar.close()
+    checkpoint()
+    summary = {
+        "event": "end",
+        "step": step,
+        "stop_reason": stop_reason,
+        "bad_steps": bad_total,
+        "chars_seen": chars_seen,
+        "elapsed": elapsed_before + time.time() - t_start,
+    }
+    if rank == 0:
+        summary.update({"split": "heldout", **quick_eval(ema, heldout_batch, sentences, cfg.seed)})
+        log(summary)
+        if cfg.export and step > 0:
+            rel = out / "release"
+            ema.save_pretrained(rel)
+            shutil.copy(log_path, rel / "train_log.jsonl")
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    if stop_reason.endswith("non-finite losses") or stop_reason.endswith("non-finite gradients"):
+        print(f"training stopped: {stop_reason} at step {step}; see {log_path}", file=sys.stderr)
+    return summary
+
+
+def parse_args(argv=None) -> tuple[TrainConfig, bool]:
+    ap = argparse.ArgumentParser(description="Train Zonkey.", epilog="Any TrainConfig field can be set as --key=value.")
+    ap.add_argument("--config", required=True, help="training config JSON (training/configs/*.json)")
+    ap.add_argument("--resume", action="store_true", help="continue the run in out_dir from its state.pt")
+    args, rest = ap.parse_known_args(argv)
+    return TrainConfig.from_json(args.config, **parse_overrides(rest)), args.resume
+
+
+if __name__ == "__main__":
+    c, r = parse_args()
+    s = main(c, resume=r)
+    print(json.dumps({k: v for k, v in s.items() if not k.startswith("sample")}, indent=1))

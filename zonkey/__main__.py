@@ -1,0 +1,5 @@
+import sys
+
+from zonkey.cli import run
+
+sys.exit(run())

@@ -1,0 +1,43 @@
+"""Compressor (METHOD §6): a window of S vectors with existence -> C latent vectors on the
+sphere of radius rho(C*d). It does not split, noise or decode.
+
+Axes: m windows, s window length, c latents per window, d model dim.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zonkey._utils import EPS, rho, to_sphere
+from zonkey.attention import Encoder
+
+
+class Compressor(nn.Module):
+    def __init__(self, d: int, n_latents: int, n_heads: int, n_layers: int, ff_ratio: int = 4):
+        super().__init__()
+        self.d, self.c = d, n_latents
+        self.conv = nn.Conv1d(d, d, 3, padding=1)
+        self.conv_ln = nn.LayerNorm(d)
+        self.cls = nn.Parameter(torch.randn(n_latents, d))
+        self.encoder = Encoder(d, n_heads, n_layers, ff_ratio)
+        self.r_in, self.r_out = rho(d), rho(n_latents * d)
+
+    def encode_tokens(self, x, logp, valid):
+        """Transformer over [CLS; x] (no conv front end; also used by the MLM loss).
+
+        x: (m, s, d) on the rho(d) sphere; logp: (m, s); valid: (m, s) bool -> (m, c + s, d)."""
+        m = x.shape[0]
+        seq = torch.cat([self.cls.expand(m, -1, -1), x], dim=1)  # (m, c+s, d)
+        lp = torch.cat([logp.new_zeros(m, self.c), logp], dim=1)
+        km = torch.cat([valid.new_ones(m, self.c), valid], dim=1)
+        return self.encoder(seq, lp, km)
+
+    def forward(self, x, logp, valid):
+        """x: (m, s, d), logp: (m, s) log existence, valid: (m, s) bool -> z (m, c, d), ||vec z|| = rho(c*d)."""
+        x = to_sphere(x, self.r_in) * valid[..., None]
+        x = x + self.conv_ln(F.gelu(self.conv(x.transpose(1, 2)).transpose(1, 2)))
+        h = self.encode_tokens(x, logp, valid)[:, : self.c]  # (m, c, d)
+        z = h - self.cls * (1 - EPS)
+        return to_sphere(z.flatten(1), self.r_out).view_as(z)

@@ -1,0 +1,261 @@
+"""Infilling of arbitrary spans by decode-clamp-encode (METHOD §13).
+
+For each span, left to right (earlier fills become context for later ones):
+- level 0 (a gap inside a word): the canvas is one level-0 window of bytes,
+  [word prefix | k unknown bytes | word suffix and the following space]; the known bytes are
+  clamped (as their sphere-projected embeddings) after every decode.
+- level 1 (a gap of whole words): the left and right contexts are segmented and compressed at
+  level 0 separately (no window crosses the gap); the canvas is one level-1 window of word
+  vectors, [last left words | k unknown slots (the learned MLM mask vector) | first right words];
+  known word vectors are clamped after every decode; the k new word vectors are then decoded at
+  level 0 and stitched.
+Existence of every canvas slot up to the last known one is forced to 1 (the prefix property,
+§13 step B); when nothing follows the gap, the trailing slots may die and the fill is cut where
+the predicted existence falls below the threshold. Several slot counts k are denoised together
+as one batch; each is scored by how well its unclamped prediction agrees with the known content
+plus the log existence of the slots that must exist, and the best is kept (for an explicit
+length, the one whose realized length is closest). The context outside the spans is copied
+from the input string, so it is byte-identical by construction. At level 1 whitespace at the
+fill's edges is harmonized with the context (no doubled or missing space).
+
+Axes: k candidates, s window slots, d dim.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from zonkey import codec
+from zonkey._utils import rho, to_sphere
+from zonkey.decoder import Decoded
+from zonkey.diffusion import add_noise, pure_noise
+from zonkey.inference import encode_ids
+from zonkey.losses import char_logits
+from zonkey.outputs import InfillResult, TrajectoryStep
+from zonkey.samplers import DDMMSampler, decode_down
+from zonkey.validation import (
+    ZonkeyInputError,
+    check_length,
+    check_level,
+    check_seed,
+    check_spans,
+    check_steps,
+    check_text,
+)
+
+MAX_CANDIDATES = 6
+
+
+def choose_level(text: str, s: int, e: int, num_levels: int) -> int:
+    """'auto': level 0 for a gap strictly inside a word, else level 1 (when the model has it)."""
+    inside = 0 < s and e < len(text) and not text[s - 1].isspace() and not text[e].isspace()
+    inside = inside and not any(ch.isspace() for ch in text[s:e])
+    return 0 if inside or num_levels < 2 else 1
+
+
+def _candidates(k_est: int, length, k_max: int) -> list[int]:
+    if length == "auto":
+        ks = sorted({1, 2, 3, k_est - 1, k_est, k_est + 1})
+    else:
+        ks = sorted({k_est - 1, k_est, k_est + 1})
+    ks = [k for k in ks if 1 <= k <= k_max]
+    return ks[:MAX_CANDIDATES] or [max(1, min(k_est, k_max))]
+
+
+def _harmonize(left: str, fill: str, right: str) -> str:
+    if left and left[-1].isspace():
+        fill = fill.lstrip()
+    elif left and fill and not fill[0].isspace():
+        fill = " " + fill
+    if right and right[0].isspace():
+        fill = fill.rstrip()
+    elif right and fill and not fill[-1].isspace() and right[0] not in ".,;:!?)'\"":
+        fill = fill + " "
+    return fill if fill.strip() else fill + "?"
+
+
+class _Canvas:
+    """Candidate canvases of one level: known vectors, known mask, forced-existence length."""
+
+    def __init__(self, x, known, exist_len, unk_start, ks):
+        self.x, self.known, self.exist_len, self.unk_start, self.ks = x, known, exist_len, unk_start, ks
+
+    def clamp(self, dec: Decoded) -> Decoded:
+        x = torch.where(self.known[..., None], self.x, dec.x)
+        s = x.shape[1]
+        forced = torch.arange(s)[None] < self.exist_len[:, None]
+        logp = torch.where(forced, torch.zeros_like(dec.logp), dec.logp)
+        return Decoded(x, dec.beta, logp)
+
+
+def _run(model, level: int, canvas: _Canvas, steps: int, g, on_step, score_fn):
+    lv = model.levels[level]
+    lc = model.config.levels[level]
+    valid = torch.arange(lc.seg_len)[None] < canvas.exist_len[:, None]
+    logp0 = torch.where(valid, 0.0, -20.0)
+    z = lv.compressor(canvas.x, logp0, valid)
+    sampler = DDMMSampler(lv)
+    sampler.set_timesteps(steps)
+    for i, t in enumerate(sampler.timesteps):
+        tt = torch.full((z.shape[0],), t)
+        raw = lv.decoder(add_noise(z, tt, generator=g), tt)
+        scores = score_fn(raw)
+        best = int(scores.argmax())
+        dec = canvas.clamp(raw)
+        on_step(i, t, dec, best)
+        z = lv.compressor(dec.x, dec.logp, torch.ones_like(valid))
+    raw = lv.decoder(z, torch.zeros(z.shape[0]))
+    scores = score_fn(raw)
+    return canvas.clamp(raw), scores
+
+
+def _fill_level0(model, left: str, right: str, length, target_chars: int, steps: int, g, on_step):
+    lc = model.config.levels[0]
+    S, r = lc.seg_len, rho(lc.d_model)
+    lb, rb = codec.encode(left), codec.encode(right)
+    i = len(lb)
+    while i > 0 and not chr(lb[i - 1]).isspace() and len(lb) - i < S // 2:
+        i -= 1
+    pre = lb[i:]
+    j = 0
+    while j < len(rb) and not chr(rb[j]).isspace() and j < S // 2:
+        j += 1
+    suf = rb[: j + 1] if j < len(rb) else rb[:j]
+    k_max = max(1, S - len(pre) - len(suf))
+    k_est = max(1, min(target_chars, k_max))
+    ks = _candidates(k_est, length, k_max)
+    n = len(ks)
+    emb = to_sphere(model.embed.weight, r)
+    x = torch.zeros(n, S, lc.d_model)
+    known = torch.zeros(n, S, dtype=torch.bool)
+    ids = torch.zeros(n, S, dtype=torch.long)
+    exist_len = torch.zeros(n, dtype=torch.long)
+    for c, k in enumerate(ks):
+        seq = pre + [None] * k + suf
+        for p, b in enumerate(seq[:S]):
+            if b is not None:
+                x[c, p], known[c, p], ids[c, p] = emb[b], True, b
+        exist_len[c] = min(len(seq), S) if right else len(pre)
+    noise = pure_noise(n * S, 1, lc.d_model, generator=g).view(n, S, lc.d_model)
+    x = torch.where(known[..., None], x, noise)
+    canvas = _Canvas(x, known, exist_len, len(pre), ks)
+
+    def fill_of(dec, c):
+        chars = char_logits(dec.x[c], model.embed.weight).argmax(-1).tolist()
+        k = ks[c]
+        if not right:  # open end: existence decides how many bytes survive
+            alive = int((dec.logp[c].exp() > model.config.infill_threshold).sum())
+            k = max(1, min(S - len(pre), alive - len(pre)))
+        return codec.decode(chars[len(pre) : len(pre) + k])
+
+    def score(raw):
+        lp = F.log_softmax(char_logits(raw.x, model.embed.weight), -1).gather(-1, ids[..., None]).squeeze(-1)
+        known_ll = (lp * known).sum(1) / known.sum(1).clamp_min(1)
+        forced = torch.arange(S)[None] < exist_len[:, None]
+        ex = (raw.logp * forced).sum(1) / forced.sum(1).clamp_min(1)
+        return known_ll + ex
+
+    dec, scores = _run(model, 0, canvas, steps, g, lambda i, t, d, b: on_step(i, t, fill_of(d, b), d.logp[b]), score)
+    fills = [fill_of(dec, c) for c in range(n)]
+    return fills, scores, dec
+
+
+def _word_vectors(model, text: str) -> torch.Tensor:
+    if not text.strip():
+        return torch.zeros(0, model.config.levels[1].d_model)
+    return encode_ids(model, codec.encode(text), top=0)[0].z.flatten(1)  # (n, d1)
+
+
+def _fill_level1(model, left: str, right: str, length, target_chars: int, steps: int, g, on_step):
+    lc = model.config.levels[1]
+    S = lc.seg_len
+    wl, wr = _word_vectors(model, left), _word_vectors(model, right)
+    n_ctx_chars = len(left) + len(right)
+    cpw = n_ctx_chars / max(1, wl.shape[0] + wr.shape[0])
+    k_max = max(1, S - 2)
+    k_est = max(1, round(target_chars / max(cpw, 1.0)))
+    ks = _candidates(min(k_est, k_max), length, k_max)
+    n = len(ks)
+    mask_vec = to_sphere(model.levels[1].mask_vector.detach(), rho(lc.d_model))
+    x = torch.zeros(n, S, lc.d_model)
+    known = torch.zeros(n, S, dtype=torch.bool)
+    exist_len = torch.zeros(n, dtype=torch.long)
+    starts = []
+    for c, k in enumerate(ks):
+        b = min(wr.shape[0], 3, S - k - 1)
+        a = min(wl.shape[0], S - k - b)
+        seq = [wl[wl.shape[0] - a + i] for i in range(a)] + [None] * k + [wr[i] for i in range(b)]
+        for p, v in enumerate(seq):
+            if v is None:
+                x[c, p] = mask_vec
+            else:
+                x[c, p], known[c, p] = v, True
+        exist_len[c] = len(seq) if b > 0 else a
+        starts.append(a)
+    canvas = _Canvas(x, known, exist_len, starts, ks)
+    thr = model.config.infill_threshold
+
+    def fill_of(dec, c):
+        a, k = starts[c], ks[c]
+        if exist_len[c] == starts[c]:  # open end: existence decides how many slots survive
+            alive = int((dec.logp[c].exp() > thr).sum())
+            k = max(1, min(k, alive - a))
+        return decode_down(model, 1, dec.x[c, a : a + k])
+
+    def score(raw):
+        cos = F.cosine_similarity(raw.x, x, dim=-1)
+        known_cos = (cos * known).sum(1) / known.sum(1).clamp_min(1)
+        forced = torch.arange(S)[None] < exist_len[:, None]
+        ex = (raw.logp * forced).sum(1) / forced.sum(1).clamp_min(1)
+        return known_cos + ex
+
+    dec, scores = _run(model, 1, canvas, steps, g, lambda i, t, d, b: on_step(i, t, fill_of(d, b), d.logp[b]), score)
+    fills = [fill_of(dec, c) for c in range(n)]
+    return fills, scores, dec
+
+
+@torch.inference_mode()
+def infill(model, text, spans, level="auto", length="auto", steps: int = 20, seed: int = 0, callback=None):
+    text = check_text(text)
+    spans = check_spans(spans, text)
+    level = check_level(level, model.num_levels)
+    if level != "auto" and level > 1:
+        raise ZonkeyInputError(f"level={level}: infilling runs at level 0 or 1; use 'auto', 0 or 1.")
+    length, steps, seed = check_length(length), check_steps(steps), check_seed(seed)
+    model.eval()
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    cur, shift, filled, levels, trajectory = text, 0, [], [], []
+    for s0, e0 in spans:
+        s, e = s0 + shift, e0 + shift
+        lvl = choose_level(cur, s, e, model.num_levels) if level == "auto" else level
+        left, right = cur[:s], cur[e:]
+        target = (e - s) if length in ("auto", "keep") else length
+        base = len(trajectory)
+
+        def on_step(i, t, fill, logp, left=left, right=right, lvl=lvl, base=base, s=s):
+            fill = _harmonize(left, fill, right) if lvl > 0 else fill
+            st = TrajectoryStep(
+                base + i, t, lvl, left + fill + right, [*filled, (s, s + len(fill))], logp.exp().tolist()
+            )
+            trajectory.append(st)
+            if callback is not None:
+                callback(st)
+
+        fn = _fill_level0 if lvl == 0 else _fill_level1
+        fills, scores, dec = fn(model, left, right, length, target, steps, g, on_step)
+        if length == "auto":
+            best = int(scores.argmax())
+        else:
+            want = target
+            best = min(range(len(fills)), key=lambda c: (abs(len(fills[c]) - want), -float(scores[c])))
+        fill = _harmonize(left, fills[best], right) if lvl > 0 else fills[best]
+        cur = left + fill + right
+        filled.append((s, s + len(fill)))
+        levels.append(lvl)
+        shift += len(fill) - (e - s)
+        st = TrajectoryStep(len(trajectory), 0.0, lvl, cur, list(filled), dec.logp[best].exp().tolist())
+        trajectory.append(st)
+        if callback is not None:
+            callback(st)
+    return InfillResult(cur, filled, trajectory, levels, seed, steps)

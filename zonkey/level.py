@@ -1,0 +1,163 @@
+"""ZonkeyLevel: one hierarchy level (splitter + compressor + decoder + stitcher) and its
+training pass (METHOD §9-11, fast mode of §18.2). It does not hand latents to the next level;
+`Zonkey` does that.
+
+Training pass, per level:
+  beta = splitter(X); sampled BOS + forced coverage -> windows (targets, existence q, shares w)
+  z0 = compress(x, q); clean decode at t0 ~ 0.08 Beta(1,3)       -> clean_recon, clean_bos, stitcher
+  z1 = compress(x_hat0, p_hat0) (no grad);  t ~ U(0,1); decode(noise(z1, t), t)
+       level 0: token CE against the chars;  level >= 1: InfoNCE against the segment-relaxed
+       target between the previous estimate (decode at t + 0.02, no grad) and the truth
+  + MLM (if configured), collapse, patch, short, compression.
+kappa = (max(r, r*) + 0.1) / (r* + 0.1) scales clean/dirty recon, dirty BOS and stitcher terms.
+
+Axes: b docs, n positions, m windows, s window length, c latents, d dim, p window pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zonkey._utils import rho, to_sphere
+from zonkey.compressor import Compressor
+from zonkey.config import LevelConfig, ZonkeyConfig
+from zonkey.decoder import Decoder
+from zonkey.diffusion import add_noise, relaxed_targets, sample_clean_t
+from zonkey.losses import char_ce, existence_bce, info_nce, mean_cross_doc_cosine, stitch_position_loss
+from zonkey.splitter import BOSHead, Windows, force_coverage, make_windows, sample_boundaries, splitter_regularizers
+from zonkey.stitcher import Stitcher
+
+
+@dataclass
+class LevelPass:
+    """terms: loss terms as they enter the weighted sum; z: (m, c, d) clean latents; win: the windows."""
+
+    terms: dict[str, torch.Tensor]
+    z: torch.Tensor
+    win: Windows
+    stats: dict[str, float]
+
+
+class ZonkeyLevel(nn.Module):
+    def __init__(self, cfg: LevelConfig, index: int, zcfg: ZonkeyConfig):
+        super().__init__()
+        self.cfg, self.index = cfg, index
+        self.clean_t_max, self.dirty_step, self.mlm_ratio = zcfg.clean_t_max, zcfg.dirty_step, zcfg.mlm_ratio
+        self.relax_min = zcfg.relax_min
+        d, c, s, h = cfg.d_model, cfg.n_latents, cfg.seg_len, cfg.n_heads
+        self.splitter = BOSHead(d, h, cfg.splitter_window, s, cfg.ff_ratio)
+        self.compressor = Compressor(d, c, h, cfg.compressor_layers, cfg.ff_ratio)
+        self.decoder = Decoder(d, c, s, h, cfg.draft_layers, cfg.denoiser_layers, cfg.ff_ratio)
+        self.stitcher = Stitcher(d, h, s, cfg.ff_ratio)
+        self.mask_vector = nn.Parameter(torch.randn(d)) if cfg.mlm else None
+
+    # ---- pieces shared with inference --------------------------------------------------------
+    def split(self, x, lengths, *, threshold=None, generator=None, ids=None) -> Windows:
+        beta = self.splitter(x, lengths)
+        bos = sample_boundaries(beta, lengths, threshold=threshold, generator=generator)
+        bos = force_coverage(bos, lengths, self.cfg.seg_len)
+        return make_windows(x, beta, bos, lengths, self.cfg.seg_len, ids=ids), beta
+
+    def recon(self, x, win: Windows, w, emb, pool, pos_cos=None):
+        if self.index == 0:
+            return char_ce(x, win.ids, emb, w)
+        return info_nce(x, win.x, pool, w, self.cfg.contrastive_negatives, pos_cos=pos_cos)
+
+    # ---- training ---------------------------------------------------------------------------
+    def forward(self, x, lengths, *, ids=None, emb=None) -> LevelPass:
+        """x: (b, n, d) level inputs, lengths: (b,), ids: (b, n) chars at level 0, emb: (256, d0)."""
+        cfg = self.cfg
+        win, beta = self.split(x, lengths, ids=ids)
+        m, dev = win.doc.numel(), x.device
+        regs, r = splitter_regularizers(beta, lengths, cfg.seg_len, cfg.n_latents, cfg.rate_target)
+        rt = cfg.rate_target
+        kappa = (torch.clamp(r, min=rt) + 0.1) / (rt + 0.1)
+        w = win.share * win.valid
+        pool = win.x[win.valid] if self.index > 0 else None  # (P, d) negatives pool
+        p_label = win.logp.exp()
+
+        z0 = self.compressor(win.x, win.logp, win.valid)  # (m, c, d)
+        t0 = sample_clean_t(m, self.clean_t_max, device=dev)
+        dec0 = self.decoder(add_noise(z0, t0), t0)
+        terms = {
+            "clean_recon": kappa * self.recon(dec0.x, win, w, emb, pool),
+            "clean_bos": existence_bce(dec0.logp, p_label),
+        }
+
+        # stitcher on consecutive windows of a document: decoded (clean pass) and "null" (inputs)
+        pair = (win.doc[:-1] == win.doc[1:]).nonzero(as_tuple=True)[0]  # (p,)
+        if pair.numel() > 0:
+            delta = win.start[pair + 1] - win.start[pair]
+            targets_in = to_sphere(win.x, rho(cfg.d_model))
+            for name, u, lp in (("stitch", dec0.x, dec0.logp), ("null", targets_in, win.logp)):
+                u1, u2 = u[pair], u[pair + 1]
+                _, mean = self.stitcher.offset_posterior(u1, lp[pair], u2)
+                refined = self.stitcher.refine(u1, u2, lp[pair + 1], delta)
+                sub = Windows(
+                    *(
+                        None if f is None else f[pair]
+                        for f in (win.doc, win.start, win.x, win.beta, win.logp, win.valid, win.share, win.rank)
+                    ),
+                    counts=win.counts,
+                    ids=None if win.ids is None else win.ids[pair],
+                )
+                k = kappa if name == "stitch" else 1.0
+                pos_name, seq_name = ("stitch_pos", "stitch_seq") if name == "stitch" else ("null_pos", "null_seq")
+                terms[pos_name] = k * stitch_position_loss(mean, delta, w[pair])
+                terms[seq_name] = k * self.recon(refined, sub, w[pair], emb, pool)
+        else:
+            zero = x.new_zeros(())
+            terms.update(stitch_pos=zero, stitch_seq=zero, null_pos=zero, null_seq=zero)
+
+        # dirty pass from the re-compressed reconstruction
+        with torch.no_grad():
+            z1 = self.compressor(dec0.x.detach(), dec0.logp.detach(), torch.ones_like(win.valid))
+        t = torch.rand(m, device=dev)
+        dec2 = self.decoder(add_noise(z1, t), t)
+        if self.index == 0:
+            terms["dirty_recon"] = kappa * self.recon(dec2.x, win, w, emb, pool)
+            terms["dirty_bos"] = kappa * existence_bce(dec2.logp, p_label)
+        else:
+            with torch.no_grad():
+                t1 = (t + self.dirty_step).clamp_max(1.0)
+                prev = self.decoder(add_noise(z1, t1), t1)
+            tgt, tstar = relaxed_targets(dec2.x, prev.x, win.x, w, self.relax_min)
+            pos_cos = F.cosine_similarity(dec2.x, tgt, dim=-1)
+            terms["dirty_recon"] = kappa * self.recon(dec2.x, win, w, emb, pool, pos_cos=pos_cos)
+            label = tstar[:, None] * p_label + (1 - tstar[:, None]) * prev.logp.exp()
+            terms["dirty_bos"] = kappa * existence_bce(dec2.logp, label)
+
+        if self.mask_vector is not None:
+            terms["mlm"] = self.mlm_loss(win, w, pool)
+        terms["collapse"] = (mean_cross_doc_cosine(z0, win.doc) + mean_cross_doc_cosine(z1, win.doc)).abs()
+        terms["patch"], terms["short"] = regs["patch"], regs["short"]
+        terms["compression"] = cfg.compression_penalty * regs["compression"]
+        stats = {
+            "bos_rate": float(r.detach()),
+            "segments": float(m),
+            "kappa": float(kappa.detach()),
+            "chars_per_segment": float(lengths.sum()) / max(m, 1),
+        }
+        return LevelPass(terms, z0, win, stats)
+
+    def mlm_loss(self, win: Windows, w, pool):
+        """Masked-vector loss on this level's input windows (METHOD §10.4): 20% of real positions,
+        80% mask vector / 10% random sphere vector / 10% unchanged, through the compressor's
+        transformer; InfoNCE against the original vector."""
+        d = self.cfg.d_model
+        cand = win.valid & (w > 0)
+        pick = (torch.rand(cand.shape, device=w.device) < self.mlm_ratio) & cand
+        if not pick.any():
+            return w.new_zeros(())
+        x = to_sphere(win.x, rho(d))
+        u = torch.rand(cand.shape, device=w.device)
+        rnd = to_sphere(torch.randn_like(x), rho(d))
+        mask = to_sphere(self.mask_vector, rho(d)).expand_as(x)
+        corrupted = torch.where((pick & (u < 0.8))[..., None], mask, x)
+        corrupted = torch.where((pick & (u >= 0.8) & (u < 0.9))[..., None], rnd, corrupted)
+        h = self.compressor.encode_tokens(corrupted, win.logp, win.valid)[:, self.cfg.n_latents :]
+        return info_nce(h, win.x, pool, pick.float(), self.cfg.mlm_negatives)

@@ -1,0 +1,84 @@
+"""Stateless loss functions of METHOD §10. They take tensors and weights and return scalars;
+weighting across terms happens in `ZonkeyLevel` with `LossWeights`.
+
+Axes: m windows, s positions, d dim, v vocabulary (256 bytes), k negatives.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from zonkey._utils import EPS
+
+
+def cos_logits(cos: torch.Tensor) -> torch.Tensor:
+    """2 * atanh(cos), cos clamped to +-(1 - 1e-6): the release's logit of a cosine."""
+    return 2 * torch.atanh(cos.clamp(-1 + 1e-6, 1 - 1e-6))
+
+
+def char_logits(x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    """(..., d) vectors, (v, d) tied embeddings -> (..., v) logits 2*atanh(cos)."""
+    cos = F.normalize(x, dim=-1) @ F.normalize(emb, dim=-1).t()
+    return cos_logits(cos)
+
+
+def weighted_mean(values: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return (values * w).sum() / w.sum().clamp_min(1e-8)
+
+
+def char_ce(x: torch.Tensor, ids: torch.Tensor, emb: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Level-0 reconstruction: share-weighted CE of tied-embedding cosine logits.
+    x: (m, s, d), ids: (m, s), w: (m, s) -> scalar."""
+    logits = char_logits(x, emb)  # (m, s, v)
+    ce = F.cross_entropy(logits.flatten(0, 1), ids.flatten(), reduction="none").view_as(w)
+    return weighted_mean(ce, w)
+
+
+def info_nce(x, targets, pool, w, k: int, generator=None, pos_cos=None):
+    """Level >= 1 reconstruction: InfoNCE of each predicted vector against its target with k
+    negatives drawn uniformly from `pool` (real target vectors of the batch).
+
+    x, targets: (m, s, d); pool: (p, d); w: (m, s). pos_cos: optional (m, s) positive cosine
+    (the segment-relaxed one of the dirty pass). Negatives equal to the target are masked (P8).
+    The cosines to the whole pool are one matmul; the k negatives are gathered from it."""
+    xn = F.normalize(x, dim=-1).flatten(0, 1)  # (ms, d)
+    tn = F.normalize(targets, dim=-1).flatten(0, 1)
+    pn = F.normalize(pool, dim=-1)  # (p, d)
+    pos = pos_cos.flatten() if pos_cos is not None else (xn * tn).sum(-1)  # (ms,)
+    idx = torch.randint(0, pool.shape[0], (xn.shape[0], k), generator=generator, device=x.device)  # (ms, k)
+    ncos = (xn @ pn.t()).gather(1, idx)  # (ms, k)
+    with torch.no_grad():
+        same = (tn @ pn.t()).gather(1, idx) > 1 - 1e-5
+    logits = torch.cat([cos_logits(pos)[:, None], cos_logits(ncos).masked_fill(same, -1e4)], dim=-1)
+    ce = F.cross_entropy(logits, torch.zeros(xn.shape[0], dtype=torch.long, device=x.device), reduction="none")
+    return weighted_mean(ce.view_as(w), w)
+
+
+def existence_bce(logp_pred: torch.Tensor, p_label: torch.Tensor) -> torch.Tensor:
+    """BCE between predicted existence exp(logp_pred) and a label existence, positions j >= 1.
+    (m, s), (m, s) -> scalar."""
+    lp = logp_pred[:, 1:].clamp(max=-EPS)
+    l1mp = torch.log(-torch.expm1(lp)).clamp_min(-30)
+    y = p_label[:, 1:].detach()
+    return -(y * lp + (1 - y) * l1mp).mean()
+
+
+def mean_cross_doc_cosine(z: torch.Tensor, doc: torch.Tensor) -> torch.Tensor:
+    """Mean pairwise cosine between flattened latents of segments from different documents."""
+    u = F.normalize(z.flatten(1), dim=-1)  # (m, D)
+    diff = doc[:, None] != doc[None, :]
+    if not diff.any():
+        return z.new_zeros(())
+    return (u @ u.t())[diff].mean()
+
+
+def stitch_position_loss(offset_pred, offset_true, w) -> torch.Tensor:
+    """Share-weighted mass of window positions lying between the true and the inferred offset,
+    with fractional coverage at the ends (METHOD §11.3). offset_*: (p,), w: (p, s) -> scalar."""
+    s = w.shape[1]
+    j = torch.arange(s, device=w.device, dtype=w.dtype)[None]  # (1, s)
+    lo = torch.minimum(offset_pred, offset_true.to(w.dtype))[:, None]
+    hi = torch.maximum(offset_pred, offset_true.to(w.dtype))[:, None]
+    cover = (torch.minimum(j + 1, hi) - torch.maximum(j, lo)).clamp_min(0)  # (p, s)
+    return ((cover * w).sum(1) / w.sum(1).clamp_min(1e-8)).mean()

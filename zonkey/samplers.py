@@ -1,0 +1,106 @@
+"""DDMM sampler (METHOD §12) with a step-wise interface, and unconditional generation.
+
+Each step re-noises the current latent to the step's noise level (fixes P2: the release never
+re-noised), decodes it, lets an optional `clamp` hook overwrite known content in data space (used
+by infilling), and re-compresses the prediction. A final decode at t = 0 ends the loop.
+Generation then cuts the top level at its existence threshold and decodes down level by level,
+cutting every level at its real stitched length (fixes P20).
+
+Axes: m windows, c latents, s window length, d dim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from zonkey import codec
+from zonkey.decoder import Decoded
+from zonkey.diffusion import add_noise, pure_noise
+from zonkey.inference import decode_windows, vectors_to_latents
+from zonkey.losses import char_logits
+from zonkey.outputs import GenerationResult, TrajectoryStep
+from zonkey.validation import MAX_SEGMENTS, ZonkeyInputError, check_seed, check_steps
+
+
+@dataclass
+class StepOutput:
+    """z: (m, c, d) next latent; x: (m, s, d) prediction after clamping; logp: (m, s) existence."""
+
+    z: torch.Tensor
+    x: torch.Tensor
+    logp: torch.Tensor
+    t: float
+
+
+class DDMMSampler:
+    """Decode -> clamp -> compress loop over one level, from t = 1 to 0."""
+
+    def __init__(self, level):
+        self.level = level
+        self.timesteps: list[float] | None = None
+
+    def set_timesteps(self, num_steps: int) -> None:
+        check_steps(num_steps)
+        self.timesteps = [1.0 - s / num_steps for s in range(num_steps)]
+
+    def step(self, z, t: float, *, generator=None, clamp=None) -> StepOutput:
+        if self.timesteps is None:
+            raise RuntimeError("call set_timesteps(num_steps) before step()")
+        tt = torch.full((z.shape[0],), t, device=z.device)
+        dec = self.level.decoder(add_noise(z, tt, generator=generator), tt)
+        if clamp is not None:
+            dec = clamp(dec)
+        valid = torch.ones_like(dec.logp, dtype=torch.bool)
+        return StepOutput(self.level.compressor(dec.x, dec.logp, valid), dec.x, dec.logp, t)
+
+    def final(self, z, *, clamp=None) -> Decoded:
+        dec = self.level.decoder(z, torch.zeros(z.shape[0], device=z.device))
+        return clamp(dec) if clamp is not None else dec
+
+
+def cut_at_existence(x: torch.Tensor, logp: torch.Tensor, threshold: float) -> torch.Tensor:
+    """(m, s, d), (m, s) -> (N, d): each window's prefix whose existence exceeds threshold (>= 1)."""
+    keep = (logp.exp() > threshold).sum(-1).clamp_min(1)  # (m,)
+    return torch.cat([x[i, : int(k)] for i, k in enumerate(keep)], dim=0)
+
+
+def decode_down(model, level: int, seq: torch.Tensor) -> str:
+    """(N, d_level) vectors of `level` -> text, decoding (t = 0) and stitching each level below."""
+    for lv in range(level - 1, -1, -1):
+        seq = decode_windows(model, lv, vectors_to_latents(model, lv, seq))
+    return codec.decode(char_logits(seq, model.embed.weight).argmax(-1).tolist())
+
+
+@torch.inference_mode()
+def generate(model, num_segments=None, steps: int = 20, seed: int = 0, callback=None) -> GenerationResult:
+    """Unconditional generation: `num_segments` top-level segments (default 1) from noise."""
+    steps, seed = check_steps(steps), check_seed(seed)
+    k = 1 if num_segments is None else num_segments
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_SEGMENTS:
+        raise ZonkeyInputError(f"num_segments={num_segments!r} is invalid; use None or an int in 1..{MAX_SEGMENTS}.")
+    model.eval()
+    top = model.num_levels - 1
+    lc, lv = model.config.levels[top], model.levels[top]
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    thr = model.config.infill_threshold
+    sampler = DDMMSampler(lv)
+    sampler.set_timesteps(steps)
+    z = pure_noise(k, lc.n_latents, lc.d_model, generator=g, device=model.device)
+    trajectory = []
+
+    def report(i, t, x, logp):
+        text = decode_down(model, top, cut_at_existence(x, logp, thr))
+        st = TrajectoryStep(i, t, top, text, [(0, len(text))], logp.exp().flatten().tolist())
+        trajectory.append(st)
+        if callback is not None:
+            callback(st)
+
+    for i, t in enumerate(sampler.timesteps):
+        out = sampler.step(z, t, generator=g)
+        z = out.z
+        report(i, t, out.x, out.logp)
+    dec = sampler.final(z)
+    report(len(sampler.timesteps), 0.0, dec.x, dec.logp)
+    return GenerationResult(trajectory[-1].text, trajectory, seed, steps)
