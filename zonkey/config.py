@@ -26,7 +26,9 @@ class LevelConfig:
     splitter_window: int = 17  # local attention window of the BOS head (odd)
     ff_ratio: int = 4
     compression_penalty: float = 0.03  # lambda of the compression penalty
-    target_rate: float = 0.0  # r*: BOS rate below which compression is free; 0 -> 1/seg_len
+    target_rate: float = 0.0  # r*: BOS rate below which compression is free; 0 -> 1/seg_len (release);
+    # the presets use C/S at level 0 (as the original code later did): no pressure towards segments longer
+    # than words, so a local, content-based BOS head settles on recurring word starts
     mlm: bool = False  # masked-vector loss on this level's inputs (level >= 1 in the release)
     mlm_negatives: int = 32
     contrastive_negatives: int = 63  # level >= 1 InfoNCE negatives
@@ -52,12 +54,13 @@ class LevelConfig:
 @dataclass(frozen=True)
 class LossWeights:
     """Weight of each loss term (METHOD §10). Defaults are the release weights divided by the
-    release's number of averaged terms (14), so the sum matches the release's averaging (P1)."""
+    release's number of averaged terms (14), so the sum matches the release's averaging (P1),
+    except the two existence terms (see their comments)."""
 
     clean_recon: float = 1.0 / 14
     dirty_recon: float = 1.0 / 14
-    clean_bos: float = 0.05 / 14
-    dirty_bos: float = 0.05 / 14
+    clean_bos: float = 1.0 / 14  # release: 0.05 / 14; at 0.05 the decoder's existence stayed a smooth
+    dirty_bos: float = 1.0 / 14  # decay instead of the label's step, so stitch offsets and fill lengths were wrong
     stitch_pos: float = 1.0 / 14
     stitch_seq: float = 1.0 / 14
     null_pos: float = 1.0 / 14
@@ -164,6 +167,7 @@ PRESETS: dict[str, ZonkeyConfig] = {
                 compressor_layers=1,
                 denoiser_layers=1,
                 splitter_window=9,
+                target_rate=4 / 12,
             ),
             LevelConfig(
                 d_model=128,
@@ -184,7 +188,7 @@ PRESETS: dict[str, ZonkeyConfig] = {
     # trained on 2 CPU cores (METHOD §18.3 CPU-small)
     "small": ZonkeyConfig(
         levels=(
-            LevelConfig(d_model=64, n_latents=4, seg_len=16, doc_len=512, n_heads=4),
+            LevelConfig(d_model=64, n_latents=4, seg_len=16, doc_len=512, n_heads=4, target_rate=0.25),
             LevelConfig(d_model=256, n_latents=4, seg_len=16, doc_len=128, n_heads=4, mlm=True),
         ),
         name="small",
@@ -202,6 +206,7 @@ PRESETS: dict[str, ZonkeyConfig] = {
                 draft_layers=1,
                 denoiser_layers=6,
                 splitter_window=25,
+                target_rate=4 / 24,
             ),
             LevelConfig(
                 d_model=1024,

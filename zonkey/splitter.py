@@ -123,13 +123,14 @@ def splitter_regularizers(beta, lengths, seg_len: int, n_latents: int, rate_targ
         ok = (idx[:, 1 : n + 1 - w] + w) <= lengths[:, None]  # window fully real
         patch = patch + (runs * ok).sum() / ok.sum().clamp_min(1)
     short = beta.new_zeros(())
+    real0 = idx < lengths[:, None]  # the short-segment loss also counts the segment opened at position 0
     for mlen in (n_latents, n_latents - 1, n_latents - 2):
         mp = max(mlen - 1, 1)
         if n - mp < 2:
             continue
         # P(another BOS within the next mp positions after a BOS at s)
-        prod = (csum[:, 1 + mp + 1 : n + 1] - csum[:, 2 : n + 1 - mp]).exp()  # (b, n-1-mp) over (s, s+mp]
-        bs = (bb * real)[:, 1 : n - mp]
+        prod = (csum[:, mp + 1 : n] - csum[:, 1 : n - mp]).exp()  # (b, n-1-mp): prod over (s, s+mp], s = 0..n-2-mp
+        bs = (bb * real0)[:, : n - mp - 1]
         short = short + (bs * (1 - prod)).sum() / bs.sum().clamp_min(1e-6)
     rmax = torch.maximum(r, torch.as_tensor(rate_target, device=r.device))
     compression = (rmax + 1 - rate_target) ** 2 - 1

@@ -6,8 +6,11 @@ Axes: p window pairs, s window length, d dim, q content-match probes (4).
 
 Decisions (METHOD P10, P20):
 - The posterior is over offsets n = 1..S (n = S: no overlap) with the decay prior
-  pi_n = p_{n-1} - p_n (n < S), pi_S = p_{S-1}; training uses the posterior mean (differentiable),
-  inference the posterior mode.
+  pi_n = p_{n-1} - p_n (n < S), pi_S = p_{S-1}; training uses the posterior mean (differentiable).
+- Inference places windows at the mode of the decay prior alone. Measured: once BOS probabilities
+  become hard (they do within a few hundred steps), a window's decoded positions past its own end
+  get no loss weight, so the content match there compares untrained vectors and pulled the
+  posterior to wrong offsets; the existence drop located the true offset.
 - The right window's keys are placed in the left window's frame (positions offset + j), so the
   cross-attention compares the same document positions; the refiner is pre-LN like every block.
 - Placement writes exactly sum(lengths) positions; the caller passes the last window's real
@@ -79,15 +82,16 @@ class Stitcher(nn.Module):
     def stitch(self, u, logp, last_len: int | None = None, threshold: float = 0.5):
         """Inference: windows u (n, s, d) with existence logp (n, s) of ONE sequence -> (N, d).
 
-        Offsets between consecutive windows are inferred (posterior mode, >= 1); the last
+        Offsets between consecutive windows are inferred (mode of the decay prior, >= 1); the last
         window keeps its positions with existence > threshold (or `last_len`)."""
         n, s, _ = u.shape
         if last_len is None:
             last_len = int((logp[-1].exp() > threshold).sum().clamp_min(1))
         if n == 1:
             return u[0, :last_len]
-        post, _ = self.offset_posterior(u[:-1], logp[:-1], u[1:])
-        k = post.argmax(-1) + 1  # (n-1,) the most probable offset (the mean blurs bimodal posteriors)
+        e = logp[:-1].exp()  # (n-1, s)
+        prior = torch.cat([(e[:, :-1] - e[:, 1:]).clamp_min(0), e[:, -1:]], dim=1)
+        k = prior.argmax(-1) + 1  # (n-1,) where the left window's existence drops most
         refined = self.refine(u[:-1], u[1:], logp[1:], k)
         wins = torch.cat([refined, u[-1:]], dim=0)
         lengths = torch.cat([k, k.new_tensor([last_len])])

@@ -1,0 +1,50 @@
+"""Generate tab: unconditional generation from noise, with the same live view and replay."""
+
+from __future__ import annotations
+
+import functools
+
+import gradio as gr
+
+from app import callbacks, settings
+from app.tabs.viewer import PRIVATE, build_viewer, run_outputs, wire_replay
+
+
+def build_generate_tab(service) -> dict:
+    c: dict = {}
+    with gr.Row():
+        c["num_segments"] = gr.Slider(
+            0,
+            settings.LIMITS["max_segments"],
+            value=0,
+            step=1,
+            label="Top-level segments (0 = the model decides)",
+            elem_id="gen-segments",
+        )
+        c["steps"] = gr.Slider(
+            1,
+            settings.LIMITS["max_steps"],
+            value=settings.DEFAULT_STEPS,
+            step=1,
+            label="Denoising steps",
+            elem_id="gen-steps",
+        )
+        c["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed", elem_id="gen-seed")
+    with gr.Row():
+        c["run"] = gr.Button("Generate from noise", variant="primary", elem_id="gen-run")
+        c["stop"] = gr.Button("Stop", variant="stop", elem_id="gen-stop")
+    v = build_viewer("gen")
+    c.update({f"v_{k}": x for k, x in v.items()})
+    fn, outs = callbacks.bind(functools.partial(callbacks.run_generate, service), run_outputs(v))
+    run = c["run"].click(
+        fn,
+        [c["num_segments"], c["steps"], c["seed"]],
+        outs,
+        concurrency_id=settings.MODEL_CONCURRENCY_ID,
+        concurrency_limit=1,
+        show_progress="minimal",
+        **PRIVATE,
+    )
+    c["stop"].click(None, None, None, cancels=[run], **PRIVATE)
+    wire_replay(v)
+    return c

@@ -1,0 +1,112 @@
+"""`build_app(service) -> gr.Blocks` (layout and wiring only) and `launch_kwargs()` (one dict of
+launch settings, reused by `app.py` and the tests)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import gradio as gr
+
+from app import settings
+from app.api import make_endpoints
+from app.service import BaselineSegmenter, ModelService
+from app.tabs.generate import build_generate_tab
+from app.tabs.infill import build_infill_tab
+from app.tabs.modeltab import build_model_tab
+from app.tabs.tokenize import build_tokenize_tab
+
+log = logging.getLogger(__name__)
+
+CSS = """
+.zk-text { white-space: pre-wrap; line-height: 1.7; font-size: 1.02rem; padding: 10px 12px;
+           border: 1px solid var(--border-color-primary); border-radius: 8px; unicode-bidi: plaintext;
+           overflow-wrap: anywhere; min-height: 2.2em; }
+.zk-muted { color: var(--body-text-color-subdued); }
+.zk-caption { font-size: 0.9rem; margin-bottom: 4px; }
+mark.zk-fill { background: #ffd166; color: #1b1b1b; border-radius: 3px; padding: 1px 2px;
+               box-shadow: 0 0 0 1px #e0a800 inset; }
+mark.zk-mask { background: #444; color: #fff; border-radius: 3px; padding: 1px 2px; }
+.zk-segs { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 0.95rem; }
+.zk-seg { border-radius: 3px; padding: 1px 0; }
+.zk-seg-a { background: #cfe3ff; color: #10243e; }
+.zk-seg-b { background: #ffe1c4; color: #3e2410; }
+.zk-ws { color: #8a8a8a; }
+.zk-banner { padding: 10px 14px; border-radius: 8px; margin-bottom: 6px; }
+.zk-banner-error { background: #fde2e1; color: #7a1111; border: 1px solid #f3a5a2; }
+.zk-banner-ok { background: var(--background-fill-secondary); color: var(--body-text-color); }
+"""
+
+INTRO = """\
+# Zonkey — a diffusion language model that learns its own tokenization
+Zonkey reads raw characters, learns where segments begin (word-like at level 0, sentence-like at
+level 1), compresses each segment into latent vectors and denoises in that latent space. Mask any
+span and watch it being filled, generate from noise, or inspect the learned boundaries.
+"""
+
+
+def load_examples() -> dict:
+    try:
+        data = json.loads(settings.EXAMPLES_FILE.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        log.warning("no examples at %s", settings.EXAMPLES_FILE)
+        return {"infill": [], "tokenize": []}
+    return {"infill": data.get("infill", []), "tokenize": data.get("tokenize", [])}
+
+
+def banner_html(service: ModelService) -> str:
+    import html
+
+    if service.ready:
+        return f'<div class="zk-banner zk-banner-ok" id="zk-status">Model: {html.escape(service.describe())}</div>'
+    return (
+        '<div class="zk-banner zk-banner-error" id="zk-status" role="alert"><b>No model loaded.</b> '
+        f"{html.escape(service.error or '')}</div>"
+    )
+
+
+def build_app(service: ModelService, baseline: BaselineSegmenter | None = None, baseline_note: str = "") -> gr.Blocks:
+    """The whole UI around one shared service. Builds only; never launches."""
+    examples = load_examples()
+    with gr.Blocks(
+        title="Zonkey — hierarchical diffusion LM",
+        analytics_enabled=False,
+        delete_cache=(3600, 3600),  # exported trajectories are removed from gradio's cache after an hour
+    ) as demo:
+        gr.Markdown(INTRO)
+        gr.HTML(banner_html(service))
+        with gr.Tabs():
+            with gr.Tab("Infill", id="infill"):
+                build_infill_tab(service, examples["infill"])
+            with gr.Tab("Generate", id="generate"):
+                build_generate_tab(service)
+            with gr.Tab("Tokenization", id="tokenize") as tok_tab:
+                build_tokenize_tab(
+                    service, baseline, baseline_note or "no baseline configured", examples["tokenize"], tok_tab
+                )
+            with gr.Tab("Model", id="model"):
+                build_model_tab(service)
+        segment, infill, generate = make_endpoints(service)
+        common = dict(concurrency_id=settings.MODEL_CONCURRENCY_ID, concurrency_limit=1)
+        gr.api(segment, api_name="segment", **common)
+        gr.api(infill, api_name="infill", **common)
+        gr.api(generate, api_name="generate", **common)
+    demo.queue(default_concurrency_limit=2, max_size=settings.QUEUE_MAX_SIZE)
+    return demo
+
+
+def launch_kwargs(**overrides) -> dict:
+    """Launch settings: loopback on port 7860 unless GRADIO_SERVER_NAME / GRADIO_SERVER_PORT say
+    otherwise; local theme and CSS (no external fonts or scripts); no share link."""
+    kw = dict(
+        server_name=settings.server_name(),
+        server_port=settings.server_port(),
+        theme=gr.themes.Soft(primary_hue="indigo", secondary_hue="amber"),
+        css=CSS,
+        share=False,
+        show_error=True,
+        footer_links=["api", "gradio"],
+        allowed_paths=[],
+    )
+    kw.update(overrides)
+    return kw

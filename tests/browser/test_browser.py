@@ -1,0 +1,149 @@
+"""The app in a real browser (system Chromium through Playwright): it loads offline without
+console errors; masking a selected word and running shows the fill highlighted; the replay
+scrubber changes the displayed step; the Tokenization heatmap has one cell per character."""
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+TEXT = "The quick brown fox jumps over the lazy dog."
+
+
+def open_app(page, app_url):
+    t0 = time.perf_counter()
+    page.goto(app_url)
+    page.wait_for_selector("#infill-run")
+    seconds = time.perf_counter() - t0
+    page.wait_for_timeout(500)  # late requests (fonts, the heartbeat) are recorded too
+    return seconds
+
+
+def select_in_textarea(page, selector: str, start: int, end: int) -> None:
+    """Select characters [start, end) of a textarea, as a mouse drag would (fires `select`)."""
+    page.locator(selector).evaluate(
+        "(el, [s, e]) => { el.focus(); el.setSelectionRange(s, e); el.dispatchEvent(new Event('select')); }",
+        [start, end],
+    )
+
+
+def caption(page, prefix: str) -> str:
+    return page.inner_text(f"#{prefix}-caption")
+
+
+def run_infill_on_brown(page):
+    page.fill("#infill-text textarea", TEXT)
+    page.wait_for_timeout(600)  # let the text-change listener settle before selecting
+    select_in_textarea(page, "#infill-text textarea", 10, 15)  # "brown"
+    page.wait_for_timeout(400)
+    page.click("#infill-mask")
+    page.wait_for_selector("#infill-preview mark.zk-mask")
+    page.click("#infill-run")
+    page.wait_for_selector("#infill-export", state="visible")
+    page.wait_for_selector("#infill-view mark.zk-fill")
+
+
+def test_page_loads_offline_without_console_errors(page, plog, app_url, shot):
+    seconds = open_app(page, app_url)
+    print(f"page interactive after {seconds:.2f} s")
+    for tab in ("Generate", "Tokenization", "Model", "Infill"):
+        page.get_by_role("tab", name=tab).click()
+        page.wait_for_timeout(300)
+    shot(page, "loaded")
+    assert plog.errors() == []
+    assert plog.external_requests() == []
+    assert "No model loaded" not in page.inner_text("body")
+
+
+def test_mask_selected_word_and_infill_shows_highlighted_fill(page, plog, app_url, shot):
+    open_app(page, app_url)
+    run_infill_on_brown(page)
+    assert page.inner_text("#infill-preview mark.zk-mask") == "brown"
+    assert "10–15" in page.inner_text("#infill-spans")
+    view = page.locator("#infill-view .zk-text")
+    text = view.inner_text()
+    fill = page.inner_text("#infill-view mark.zk-fill")
+    assert text.startswith("The quick ") and text.endswith(" fox jumps over the lazy dog.")
+    assert text == "The quick " + fill + " fox jumps over the lazy dog."
+    assert re.match(r"Step \d+/20", caption(page, "infill"))
+    shot(page, "filled")
+    with page.expect_download() as download:
+        page.click("#infill-export")
+    exported = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
+    assert exported["result"]["text"] == text and exported["settings"]["spans"] == [[10, 15]]
+    assert exported["settings"]["seed"] == 0 and len(exported["result"]["trajectory"]) >= 20
+    assert plog.errors() == []
+    assert plog.external_requests() == []
+
+
+def test_replay_scrubber_changes_the_displayed_step(page, plog, app_url, shot):
+    open_app(page, app_url)
+    run_infill_on_brown(page)
+    last = caption(page, "infill")
+    assert last.startswith("Step 20/20")
+    box = page.locator("#infill-replay input[type=number]")
+    box.fill("3")
+    box.press("Enter")
+    page.wait_for_function("() => document.querySelector('#infill-caption').innerText.startsWith('Step 3/')")
+    assert page.locator("#infill-view mark.zk-fill").count() >= 1
+    heat = page.evaluate("() => document.querySelector('#infill-heatmap .js-plotly-plot').data[0].z[0].length")
+    assert heat > 0
+    shot(page, "step3")
+    page.click("#infill-play")  # replays from step 3 onwards
+    page.wait_for_function(
+        "() => !document.querySelector('#infill-caption').innerText.startsWith('Step 3/')", timeout=10_000
+    )
+    page.click("#infill-pause")
+    assert plog.errors() == []
+
+
+def test_tokenization_heatmap_has_one_cell_per_character(page, plog, app_url, shot):
+    open_app(page, app_url)
+    page.get_by_role("tab", name="Tokenization").click()
+    text = "Zonkey learns where words begin.\nIt also finds sentences! Ünïcödé and 🫏 too."
+    page.fill("#tok-text textarea", text)
+    page.click("#tok-run")  # (selecting the tab already segmented the example text shown there)
+    page.wait_for_function(
+        "n => document.querySelector('#tok-counters')?.innerText.startsWith(n + ' characters')", arg=len(text)
+    )
+    page.wait_for_function("() => document.querySelector('#tok-heatmap .js-plotly-plot')?.data?.[0]?.z")
+    rows = page.evaluate("() => document.querySelector('#tok-heatmap .js-plotly-plot').data[0].z.map(r => r.length)")
+    assert rows == [len(text), len(text)]
+    assert page.locator("#tok-heatmap .js-plotly-plot .heatmaplayer").count() >= 1
+    segs = page.locator("#tok-seg0 .zk-seg").all_inner_texts()
+    assert "".join(segs).replace("·", " ").replace("⏎\n", "\n") == text
+    assert page.locator("#tok-seg0 .zk-ws").count() >= text.count(" ")
+    assert "characters" in page.inner_text("#tok-counters")
+    assert "word starts" in page.inner_text("#tok-scores")
+    shot(page, "heatmap")
+    assert plog.errors() == []
+
+
+def test_rapid_clicks_and_bad_input_keep_the_app_alive(page, plog, app_url):
+    open_app(page, app_url)
+    page.fill("#infill-text textarea", "nothing to fill here")
+    page.wait_for_timeout(400)
+    page.click("#infill-run")
+    page.wait_for_selector("text=Nothing to fill")  # a warning toast, not a crash
+    page.fill("#infill-text textarea", "The cat ___ on the mat.")
+    page.wait_for_timeout(400)
+    for _ in range(6):
+        page.click("#infill-run", delay=0)
+    page.wait_for_selector("#infill-export", state="visible")
+    assert page.locator("#infill-view mark.zk-fill").count() == 1
+    page.get_by_role("tab", name="Generate").click()
+    page.click("#gen-run")
+    page.wait_for_selector("#gen-export", state="visible")
+    assert re.match(r"Step \d+/20", caption(page, "gen"))
+    assert plog.errors() == []
+
+
+@pytest.mark.parametrize("tab", ["Model"])
+def test_model_tab_renders_without_checkpoint_files(page, plog, app_url, tab):
+    open_app(page, app_url)
+    page.get_by_role("tab", name=tab).click()
+    page.wait_for_selector("text=Limitations")
+    assert "tiny" in page.inner_text("body")
+    assert plog.errors() == []

@@ -1,0 +1,98 @@
+"""Training loop: exact resume, refused corrupt state, non-finite losses, the smoke recipe."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from training.train import TrainConfig, get_lr, load_state, main, parse_overrides
+from zonkey import Zonkey
+from zonkey.checkpoint import CheckpointError
+
+
+def _cfg(tmp_path, name, **kw) -> TrainConfig:
+    base = TrainConfig.from_json("training/configs/tiny.json")
+    return replace(base, out_dir=str(tmp_path / name), eval_every=10_000, ckpt_every=1, threads=1, export=False, **kw)
+
+
+def test_lr_schedule_warms_up_then_decays():
+    cfg = TrainConfig(lr=1.0, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    assert get_lr(0, cfg) == pytest.approx(0.1)
+    assert get_lr(9, cfg) == pytest.approx(1.0)
+    assert get_lr(110, cfg) == pytest.approx(0.1)
+    assert get_lr(60, cfg) == pytest.approx(0.55)
+
+
+def test_overrides_are_typed_and_unknown_keys_refused():
+    assert parse_overrides(["--lr=0.5", "--max_steps=3", "--bf16=true"]) == {"lr": 0.5, "max_steps": 3, "bf16": True}
+    with pytest.raises(ValueError, match="unknown training option"):
+        parse_overrides(["--learning_rate=1"])
+    with pytest.raises(ValueError):
+        parse_overrides(["--max_steps=three"])
+
+
+def test_resume_continues_the_same_run(tmp_path):
+    main(_cfg(tmp_path, "straight", max_steps=4))
+    main(_cfg(tmp_path, "split", max_steps=2))
+    main(_cfg(tmp_path, "split", max_steps=4), resume=True)
+    a = load_state(tmp_path / "straight" / "state.pt")
+    b = load_state(tmp_path / "split" / "state.pt")
+    assert a["step"] == b["step"] == 4
+    assert a["data"] == b["data"]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+def test_corrupted_or_partial_state_is_refused(tmp_path):
+    cfg = _cfg(tmp_path, "run", max_steps=1)
+    main(cfg)
+    state = tmp_path / "run" / "state.pt"
+    data = state.read_bytes()
+    state.write_bytes(data[: len(data) // 3])
+    with pytest.raises(CheckpointError, match="state.pt: truncated or corrupted"):
+        main(replace(cfg, max_steps=2), resume=True)
+    state.unlink()
+    with pytest.raises(CheckpointError, match="no training state"):
+        main(replace(cfg, max_steps=2), resume=True)
+
+
+def test_nonfinite_losses_are_skipped_counted_and_stop_the_run(tmp_path, monkeypatch):
+    real_forward = Zonkey.forward
+    calls = {"n": 0}
+
+    def flaky(self, ids, lengths):
+        out = real_forward(self, ids, lengths)
+        calls["n"] += 1
+        if calls["n"] == 2:  # one NaN step: skipped, parameters untouched
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(Zonkey, "forward", flaky)
+    summary = main(_cfg(tmp_path, "nan", max_steps=3))
+    assert summary["step"] == 3 and summary["bad_steps"] == 1
+    log = [json.loads(line) for line in (tmp_path / "nan" / "train_log.jsonl").read_text().splitlines()]
+    assert any(r.get("event") == "nonfinite_loss" for r in log)
+
+    def always_nan(self, ids, lengths):
+        out = real_forward(self, ids, lengths)
+        out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(Zonkey, "forward", always_nan)
+    summary = main(_cfg(tmp_path, "allnan", max_steps=50, max_bad_steps=3))
+    assert summary["stop_reason"] == "3 consecutive non-finite losses" and summary["step"] == 0
+
+
+def test_smoke_recipe_trains_resumes_exports_and_evaluates(tmp_path):
+    from training.evaluate import evaluate
+
+    cfg = replace(TrainConfig.from_json("training/configs/tiny.json"), out_dir=str(tmp_path / "smoke"), threads=1)
+    main(replace(cfg, max_steps=6))
+    summary = main(cfg, resume=True)
+    assert summary["step"] == cfg.max_steps
+    release = tmp_path / "smoke" / "release"
+    assert (release / "config.json").exists() and (release / "train_log.jsonl").exists()
+    m = evaluate(str(release), n_paragraphs=2, n_sentences=2, n_generate=1, steps=2)
+    for key in ("recon_acc_l0", "recon_acc_all", "l0_word_tol1_f1", "infill_1w_exact", "gen_valid_word_rate"):
+        assert key in m and m[key] == m[key]  # present and not NaN

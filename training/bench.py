@@ -1,0 +1,128 @@
+"""Speed benchmark: `python -m training.bench [--model DIR] [--out-dir DIR]` prints one table.
+
+Rows (2 CPU threads unless --threads): training throughput of the `small` preset (forward +
+backward + AdamW step, both levels, real Wikipedia batches of 8 x 512 bytes), `segment` of 2,000
+characters, `infill` of a one-word and a five-word gap in a ~300-character paragraph (20 steps),
+`generate` of one top-level segment (20 steps) and its characters/second, and peak resident memory.
+When the AR baseline checkpoint exists, its training throughput and generation speed at equal
+output length are measured beside Zonkey's. Writes bench.json and bench.md.
+Timings are medians of repeated runs after a warm-up; they are measurements, not tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from training.data import PackedBatches, local_split
+from zonkey import Zonkey, ZonkeyConfig
+
+PARAGRAPH = (
+    "The plains zebra is the most common and geographically widespread species of zebra. It ranges from the "
+    "south of Ethiopia through East Africa to as far south as Botswana and eastern South Africa. The plains zebra "
+    "lives in groups, which may merge into large herds, and it migrates seasonally in search of water and grass."
+)
+
+
+def timeit(fn, repeat: int = 5, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def train_throughput(steps: int = 8) -> float:
+    torch.manual_seed(0)
+    model = Zonkey(ZonkeyConfig.preset("small")).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    texts = [x for _, x in local_split("train")][:400]
+    data = PackedBatches(texts, 8, model.config.levels[0].doc_len, seed=0)
+    rates = []
+    for i in range(steps + 2):
+        ids, lengths = next(data)
+        t0 = time.perf_counter()
+        out = model(ids, lengths)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if i >= 2:
+            rates.append(int(lengths.sum()) / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def gap(text: str, words: int) -> tuple[int, int]:
+    """Span of `words` consecutive words starting at the 12th word."""
+    idx = [i for i, ch in enumerate(text) if ch == " "]
+    return idx[11] + 1, idx[11 + words]
+
+
+def run(model_dir: str | None, threads: int) -> dict:
+    torch.set_num_threads(threads)
+    model = Zonkey.from_pretrained(model_dir) if model_dir else Zonkey(ZonkeyConfig.preset("small")).eval()
+    long_text = " ".join(x for _, x in local_split("heldout"))[:2000]
+    rows = {}
+    rows["train_chars_per_sec_small"] = train_throughput()
+    rows["segment_2000_chars_ms"] = 1000 * timeit(lambda: model.segment(long_text))
+    rows["infill_1_word_20_steps_ms"] = 1000 * timeit(lambda: model.infill(PARAGRAPH, [gap(PARAGRAPH, 1)], steps=20))
+    rows["infill_5_words_20_steps_ms"] = 1000 * timeit(lambda: model.infill(PARAGRAPH, [gap(PARAGRAPH, 5)], steps=20))
+    gen_t = timeit(lambda: model.generate(steps=20, seed=0))
+    gen_len = len(model.generate(steps=20, seed=0).text)
+    rows["generate_1_segment_20_steps_ms"] = 1000 * gen_t
+    rows["generate_chars_per_sec"] = gen_len / gen_t
+    rows["generate_output_chars"] = gen_len
+    baseline = Path("assets/models/baseline-ar-small")
+    if (baseline / "config.json").exists():
+        try:
+            from training.baselines.ar import CharLM
+            from training.baselines.ar import train_throughput as ar_train_throughput
+
+            lm = CharLM.from_pretrained(baseline)
+            rows["ar_train_chars_per_sec"] = ar_train_throughput(lm.config)
+            ar_t = timeit(lambda: lm.sample(gen_len, seed=0), repeat=3)
+            rows["ar_generate_chars_per_sec"] = gen_len / ar_t
+        except ImportError:
+            pass
+    rows["peak_rss_mb"] = peak_rss_mb()
+    return rows
+
+
+def to_markdown(rows: dict) -> str:
+    lines = ["| measurement | value |", "|---|---|"]
+    for k, v in rows.items():
+        lines.append(f"| {k} | {v:,.1f} |" if isinstance(v, float) else f"| {k} | {v} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default=None, help="checkpoint directory (default: a random small model)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out-dir", default=None, help="where to write bench.json and bench.md")
+    a = ap.parse_args(argv)
+    rows = run(a.model, a.threads)
+    md = to_markdown(rows)
+    print(md)
+    if a.out_dir:
+        out = Path(a.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bench.json").write_text(json.dumps(rows, indent=1) + "\n")
+        (out / "bench.md").write_text(md)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
