@@ -196,3 +196,39 @@ def test_codec_round_trips_every_string():
     for s in ["", "plain", "Zürich", "🦓🦓", "e\u0301", "שלום", "\x00\x01\x7f", "\ud7ff\U0010ffff"]:
         assert codec.decode(codec.encode(s)) == s
     assert len({tuple(codec.encode(ch)) for ch in ["\x00", "Ā", "Ȁ", "ɐ"]}) == 4  # no aliasing (P15)
+
+
+def test_callback_streams_every_step_and_sampler_is_stepwise(tiny_model, sentence):
+    from zonkey.diffusion import pure_noise
+    from zonkey.samplers import DDMMSampler
+
+    seen = []
+    res = tiny_model.infill(sentence, [(4, 9)], steps=5, seed=0, callback=seen.append)
+    assert [s.to_dict() for s in seen] == [s.to_dict() for s in res.trajectory]
+    assert [s.step for s in seen] == list(range(len(seen)))
+    sampler = DDMMSampler(tiny_model.levels[1])
+    with pytest.raises(RuntimeError, match="set_timesteps"):
+        sampler.step(pure_noise(1, 4, 128), 1.0)
+    sampler.set_timesteps(4)
+    assert sampler.timesteps == [1.0, 0.75, 0.5, 0.25]
+    with torch.no_grad():
+        out = sampler.step(pure_noise(1, 4, 128), 1.0)
+    assert out.z.shape == (1, 4, 128) and out.x.shape == (1, 12, 128)
+
+
+def test_stitch_cuts_at_the_real_stitched_length(tiny_model):
+    """P20: windows are placed at their existence drops and the last one is cut where its
+    existence falls below the threshold, so nothing past the content survives."""
+    st = tiny_model.levels[0].stitcher
+    s, d = 12, 32
+    lengths = [5, 3, 7]
+    beta = torch.zeros(3, s)
+    for i, k in enumerate(lengths):
+        beta[i, k] = 1.0  # window i exists for exactly k positions
+    from zonkey.attention import log_existence
+
+    u = torch.randn(3, s, d, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = st.stitch(u, log_existence(beta))
+    assert out.shape == (sum(lengths), d)
+    assert torch.equal(out[-7:], u[2, :7])  # the last window is placed unrefined and cut at its end

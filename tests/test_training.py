@@ -96,3 +96,37 @@ def test_smoke_recipe_trains_resumes_exports_and_evaluates(tmp_path):
     m = evaluate(str(release), n_paragraphs=2, n_sentences=2, n_generate=1, steps=2)
     for key in ("recon_acc_l0", "recon_acc_all", "l0_word_tol1_f1", "infill_1w_exact", "gen_valid_word_rate"):
         assert key in m and m[key] == m[key]  # present and not NaN
+
+
+def test_ddp_two_cpu_processes_on_gloo(tmp_path):
+    """torchrun with 2 processes (gloo): both ranks train in lockstep and rank 0 writes the run."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "training.train",
+        "--config",
+        "training/configs/tiny.json",
+        f"--out_dir={out}",
+        "--max_steps=2",
+        "--threads=1",
+        "--eval_every=100",
+        "--export=false",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert log[0]["world_size"] == 2
+    assert log[-1]["event"] == "end" and log[-1]["step"] == 2
+    assert load_state(out / "state.pt")["step"] == 2
