@@ -49,6 +49,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     ema: float = 0.999
+    upper_levels_from: int = 0  # staged training: steps before this train level 0 only (METHOD §18.3)
     seed: int = 0
     log_every: int = 10
     eval_every: int = 250
@@ -300,11 +301,12 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
         lr = get_lr(step, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
+        n_lv = 1 if step < cfg.upper_levels_from else None
         if autocast is not None:
             with autocast:
-                fwd = ddp(ids, lengths)
+                fwd = ddp(ids, lengths, n_lv)
         else:
-            fwd = ddp(ids, lengths)
+            fwd = ddp(ids, lengths, n_lv)
         loss = fwd.loss
         finite = torch.isfinite(loss.detach())
         if world > 1:

@@ -118,7 +118,8 @@ class Encoder(nn.Module):
         self.blocks = nn.ModuleList([Block(d, n_heads, ff_ratio) for _ in range(n_layers)])
         self.ln = nn.LayerNorm(d)
 
-    def forward(self, x, logp=None, key_mask=None):
+    def forward(self, x, logp=None, key_mask=None, return_residual: bool = False):
+        """return_residual: also return the residual stream before the final LayerNorm."""
         bias = None
         if logp is not None:
             bias = existence_bias(logp, key_mask)
@@ -126,7 +127,7 @@ class Encoder(nn.Module):
             bias = existence_bias(torch.zeros_like(key_mask, dtype=torch.float32), key_mask)
         for blk in self.blocks:
             x = blk(x, bias=bias)
-        x = self.ln(x)
+        out = self.ln(x)
         if key_mask is not None:
-            x = x * key_mask[..., None]
-        return x
+            out = out * key_mask[..., None]
+        return (out, x) if return_residual else out

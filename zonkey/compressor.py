@@ -1,6 +1,12 @@
 """Compressor (METHOD §6): a window of S vectors with existence -> C latent vectors on the
 sphere of radius rho(C*d). It does not split, noise or decode.
 
+The latent is the CLS residual relative to the learned queries, taken from the residual stream
+before the final LayerNorm: z = h_cls - cls. The release subtracted the CLS embedding from the
+LayerNorm-ed output, which leaves the input-independent LN(cls) - cls in every latent; measured on
+`small` after 700 steps, latents of " zebra", " horse" and " the" had cosine > 0.9 and level-0
+reconstruction stalled at ~3.2 nats.
+
 Axes: m windows, s window length, c latents per window, d model dim.
 """
 
@@ -10,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zonkey._utils import EPS, rho, to_sphere
+from zonkey._utils import rho, to_sphere
 from zonkey.attention import Encoder
 
 
@@ -24,20 +30,21 @@ class Compressor(nn.Module):
         self.encoder = Encoder(d, n_heads, n_layers, ff_ratio)
         self.r_in, self.r_out = rho(d), rho(n_latents * d)
 
-    def encode_tokens(self, x, logp, valid):
+    def encode_tokens(self, x, logp, valid, return_residual: bool = False):
         """Transformer over [CLS; x] (no conv front end; also used by the MLM loss).
 
-        x: (m, s, d) on the rho(d) sphere; logp: (m, s); valid: (m, s) bool -> (m, c + s, d)."""
+        x: (m, s, d) on the rho(d) sphere; logp: (m, s); valid: (m, s) bool -> (m, c + s, d)
+        (and the pre-LayerNorm residual stream with return_residual)."""
         m = x.shape[0]
         seq = torch.cat([self.cls.expand(m, -1, -1), x], dim=1)  # (m, c+s, d)
         lp = torch.cat([logp.new_zeros(m, self.c), logp], dim=1)
         km = torch.cat([valid.new_ones(m, self.c), valid], dim=1)
-        return self.encoder(seq, lp, km)
+        return self.encoder(seq, lp, km, return_residual=return_residual)
 
     def forward(self, x, logp, valid):
         """x: (m, s, d), logp: (m, s) log existence, valid: (m, s) bool -> z (m, c, d), ||vec z|| = rho(c*d)."""
         x = to_sphere(x, self.r_in) * valid[..., None]
         x = x + self.conv_ln(F.gelu(self.conv(x.transpose(1, 2)).transpose(1, 2)))
-        h = self.encode_tokens(x, logp, valid)[:, : self.c]  # (m, c, d)
-        z = h - self.cls * (1 - EPS)
+        _, h = self.encode_tokens(x, logp, valid, return_residual=True)
+        z = h[:, : self.c] - self.cls  # (m, c, d): what the layers added to the learned queries
         return to_sphere(z.flatten(1), self.r_out).view_as(z)

@@ -37,17 +37,19 @@ class Zonkey(nn.Module):
         return self.embed.weight.device
 
     # ---- training ---------------------------------------------------------------------------
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> ForwardOutput:
-        """ids: (b, n) UTF-8 bytes (0-padded), lengths: (b,) -> ForwardOutput (training only)."""
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, num_levels: int | None = None) -> ForwardOutput:
+        """ids: (b, n) UTF-8 bytes (0-padded), lengths: (b,) -> ForwardOutput (training only).
+
+        num_levels: train only the lowest levels (staged training, METHOD §18.3); default all."""
         weights = self.config.loss_weights.as_dict()
         x = self.embed(ids)  # (b, n, d0)
         all_terms, stats, total = [], {}, x.new_zeros(())
-        for i, level in enumerate(self.levels):
+        for i, level in enumerate(self.levels[: num_levels or self.num_levels]):
             out = level(x, lengths, ids=ids if i == 0 else None, emb=self.embed.weight if i == 0 else None)
             all_terms.append(out.terms)
             total = total + sum(weights[k] * v for k, v in out.terms.items())
             stats.update({f"l{i}/{k}": v for k, v in out.stats.items()})
-            if i + 1 < self.num_levels:
+            if i + 1 < (num_levels or self.num_levels):
                 x, lengths, dropped = hand_up(
                     out.z, out.win.doc, out.win.rank, out.win.counts, self.config.levels[i + 1].doc_len
                 )
