@@ -78,14 +78,16 @@ def _harmonize(left: str, fill: str, right: str) -> str:
 class _Canvas:
     """Candidate canvases of one level: known vectors, known mask, forced-existence length."""
 
-    def __init__(self, x, known, exist_len, unk_start, ks):
+    def __init__(self, x, known, exist_len, unk_start, ks, end=None):
         self.x, self.known, self.exist_len, self.unk_start, self.ks = x, known, exist_len, unk_start, ks
+        self.end = end  # (k,) where the segment must end (a known next segment follows), or None
 
     def clamp(self, dec: Decoded) -> Decoded:
         x = torch.where(self.known[..., None], self.x, dec.x)
-        s = x.shape[1]
-        forced = torch.arange(s)[None] < self.exist_len[:, None]
-        logp = torch.where(forced, torch.zeros_like(dec.logp), dec.logp)
+        pos = torch.arange(x.shape[1])[None]
+        logp = torch.where(pos < self.exist_len[:, None], torch.zeros_like(dec.logp), dec.logp)
+        if self.end is not None:
+            logp = torch.where(pos >= self.end[:, None], torch.full_like(logp, -20.0), logp)
         return Decoded(x, dec.beta, logp)
 
 
@@ -110,18 +112,30 @@ def _run(model, level: int, canvas: _Canvas, steps: int, g, on_step, score_fn):
     return canvas.clamp(raw), scores
 
 
+def _context_bounds(model, left: str, right: str) -> tuple[list[int], list[int]]:
+    """Byte prefix and suffix of the level-0 segment around a gap inside a word.
+
+    The model's own deterministic segmentation of `left + right` (the gap closed up) tells where
+    the segment holding the gap begins (its last start at or before the gap) and where the next
+    one begins after it, so the canvas is aligned the way training windows are."""
+    S = model.config.levels[0].seg_len
+    lb, rb = codec.encode(left), codec.encode(right)
+    joined = lb + rb
+    if not joined:
+        return [], []
+    starts = encode_ids(model, joined, top=0)[0].win.start.tolist()
+    before = [b for b in starts if b < len(lb)] or [0]
+    after = [b for b in starts if b > len(lb)]
+    pre = lb[max(before[-1], len(lb) - S // 2) :] if lb else []
+    end = min(after[0] if after else len(joined), len(lb) + S // 2)
+    suf = rb[: end - len(lb)]
+    return pre, suf
+
+
 def _fill_level0(model, left: str, right: str, length, target_chars: int, steps: int, g, on_step):
     lc = model.config.levels[0]
     S, r = lc.seg_len, rho(lc.d_model)
-    lb, rb = codec.encode(left), codec.encode(right)
-    i = len(lb)
-    while i > 0 and not chr(lb[i - 1]).isspace() and len(lb) - i < S // 2:
-        i -= 1
-    pre = lb[i:]
-    j = 0
-    while j < len(rb) and not chr(rb[j]).isspace() and j < S // 2:
-        j += 1
-    suf = rb[: j + 1] if j < len(rb) else rb[:j]
+    pre, suf = _context_bounds(model, left, right)
     k_max = max(1, S - len(pre) - len(suf))
     k_est = max(1, min(target_chars, k_max))
     ks = _candidates(k_est, length, k_max)
@@ -137,9 +151,10 @@ def _fill_level0(model, left: str, right: str, length, target_chars: int, steps:
             if b is not None:
                 x[c, p], known[c, p], ids[c, p] = emb[b], True, b
         exist_len[c] = min(len(seq), S) if right else len(pre)
+    canvas_end = exist_len.clone() if right else None
     noise = pure_noise(n * S, 1, lc.d_model, generator=g).view(n, S, lc.d_model)
     x = torch.where(known[..., None], x, noise)
-    canvas = _Canvas(x, known, exist_len, len(pre), ks)
+    canvas = _Canvas(x, known, exist_len, len(pre), ks, end=canvas_end)
 
     def fill_of(dec, c):
         chars = char_logits(dec.x[c], model.embed.weight).argmax(-1).tolist()
@@ -170,7 +185,7 @@ def _word_vectors(model, text: str) -> torch.Tensor:
 def _fill_level1(model, left: str, right: str, length, target_chars: int, steps: int, g, on_step):
     lc = model.config.levels[1]
     S = lc.seg_len
-    wl, wr = _word_vectors(model, left), _word_vectors(model, right)
+    wl, wr = _word_vectors(model, left.rstrip()), _word_vectors(model, right)
     n_ctx_chars = len(left) + len(right)
     cpw = n_ctx_chars / max(1, wl.shape[0] + wr.shape[0])
     k_max = max(1, S - 2)
