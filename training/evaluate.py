@@ -105,7 +105,7 @@ def eval_boundaries(model, paras):
     return out
 
 
-def eval_infill(model, sentences, vocab, k_words: int, steps: int, seed: int):
+def eval_infill(model, sentences, vocab, k_words: int, steps: int, seed: int, level="auto", tag_suffix=""):
     rng = random.Random(seed)
     exact, valid, cers, n, times = 0, 0, [], 0, []
     for i, s in enumerate(tqdm(sentences, desc=f"infill {k_words}w", leave=False)):
@@ -114,7 +114,7 @@ def eval_infill(model, sentences, vocab, k_words: int, steps: int, seed: int):
             continue
         a, b = span
         t0 = time.time()
-        res = model.infill(s, [span], length="auto", steps=steps, seed=seed + i)
+        res = model.infill(s, [span], level=level, length="auto", steps=steps, seed=seed + i)
         times.append(time.time() - t0)
         fs, fe = res.filled[0]
         fill, ref = res.text[fs:fe].strip(), s[a:b]
@@ -122,7 +122,7 @@ def eval_infill(model, sentences, vocab, k_words: int, steps: int, seed: int):
         valid += valid_word_rate(fill, vocab) if k_words > 1 else float(fill.lower() in vocab)
         cers.append(cer(fill, ref))
         n += 1
-    tag = "infill_1w" if k_words == 1 else f"infill_{k_words}w"
+    tag = ("infill_1w" if k_words == 1 else f"infill_{k_words}w") + tag_suffix
     return {
         f"{tag}_exact": exact / max(n, 1),
         f"{tag}_valid_word_rate": valid / max(n, 1),
@@ -141,6 +141,9 @@ def eval_generation(model, vocab, n: int, steps: int, seed: int, heldout_text: l
         "gen_mean_chars": sum(len(t) for t in texts) / n,
         "gen_samples": texts[:5],
     }
+    # level 0 alone: 8 word-level segments sampled from noise and decoded (no sentence-level model above them)
+    words = [model.generate(num_segments=8, steps=steps, seed=seed + i, level=0).text for i in range(n)]
+    out.update({"gen_l0_valid_word_rate": valid_word_rate(" ".join(words), vocab), "gen_l0_samples": words[:5]})
     if (BASELINE_DIR / "config.json").exists():
         try:
             from training.baselines.ar import CharLM
@@ -187,6 +190,7 @@ def evaluate(
     metrics.update(eval_reconstruction(model, paras))
     metrics.update(eval_boundaries(model, paras))
     metrics.update(eval_infill(model, sentences, vocab, 1, steps, seed))
+    metrics.update(eval_infill(model, sentences, vocab, 1, steps, seed, level=0, tag_suffix="_l0"))
     metrics.update(eval_infill(model, sentences[: n_sentences // 2], vocab, 3, steps, seed))
     metrics.update(eval_generation(model, vocab, n_generate, steps, seed, paras[:20]))
     metrics["eval_seconds"] = time.time() - t0

@@ -50,6 +50,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema: float = 0.999
     upper_levels_from: int = 0  # staged training: steps before this train level 0 only (METHOD §18.3)
+    upper_levels_until: int = 0  # and steps from this one on train level 0 only again (0 = never)
     seed: int = 0
     log_every: int = 10
     eval_every: int = 250
@@ -301,7 +302,8 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
         lr = get_lr(step, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
-        n_lv = 1 if step < cfg.upper_levels_from else None
+        level0_only = step < cfg.upper_levels_from or 0 < cfg.upper_levels_until <= step
+        n_lv = 1 if level0_only else None
         if autocast is not None:
             with autocast:
                 fwd = ddp(ids, lengths, n_lv)

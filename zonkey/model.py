@@ -74,10 +74,10 @@ class Zonkey(nn.Module):
 
         return infill(self, text, spans, level=level, length=length, steps=steps, seed=seed, callback=callback)
 
-    def generate(self, num_segments=None, steps: int = 20, seed: int = 0, callback=None):
+    def generate(self, num_segments=None, steps: int = 20, seed: int = 0, callback=None, level: int | None = None):
         from zonkey.samplers import generate
 
-        return generate(self, num_segments=num_segments, steps=steps, seed=seed, callback=callback)
+        return generate(self, num_segments=num_segments, steps=steps, seed=seed, callback=callback, level=level)
 
     # ---- checkpoints ------------------------------------------------------------------------
     def save_pretrained(self, path) -> None:

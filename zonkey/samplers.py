@@ -74,14 +74,21 @@ def decode_down(model, level: int, seq: torch.Tensor) -> str:
 
 
 @torch.inference_mode()
-def generate(model, num_segments=None, steps: int = 20, seed: int = 0, callback=None) -> GenerationResult:
-    """Unconditional generation: `num_segments` top-level segments (default 1) from noise."""
+def generate(
+    model, num_segments=None, steps: int = 20, seed: int = 0, callback=None, level: int | None = None
+) -> GenerationResult:
+    """Unconditional generation: `num_segments` segments (default 1) sampled from noise at `level`
+    (default: the top level), then decoded down to text."""
     steps, seed = check_steps(steps), check_seed(seed)
     k = 1 if num_segments is None else num_segments
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_SEGMENTS:
         raise ZonkeyInputError(f"num_segments={num_segments!r} is invalid; use None or an int in 1..{MAX_SEGMENTS}.")
+    if level is not None and (
+        isinstance(level, bool) or not isinstance(level, int) or not 0 <= level < model.num_levels
+    ):
+        raise ZonkeyInputError(f"level={level!r} is invalid; use None or an int in 0..{model.num_levels - 1}.")
     model.eval()
-    top = model.num_levels - 1
+    top = model.num_levels - 1 if level is None else level
     lc, lv = model.config.levels[top], model.levels[top]
     g = torch.Generator(device="cpu").manual_seed(seed)
     thr = model.config.infill_threshold
