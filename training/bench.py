@@ -100,10 +100,61 @@ def run(model_dir: str | None, threads: int) -> dict:
     return rows
 
 
-def to_markdown(rows: dict) -> str:
-    lines = ["| measurement | value |", "|---|---|"]
+QUALITY = [
+    (
+        "level-0 boundary F1 vs word starts (±1)",
+        "l0_word_tol1_f1",
+        [
+            ("entropy (global)", "entropy_global_word_tol1_f1"),
+            ("entropy (monotonic)", "entropy_monotonic_word_tol1_f1"),
+            ("fixed patches", "fixed_word_tol1_f1"),
+            ("whitespace", "whitespace_word_tol1_f1"),
+        ],
+    ),
+    ("characters per level-0 segment", "l0_chars_per_segment", [("all patchers", "target_chars_per_segment")]),
+    (
+        "single-word infill exact match",
+        "infill_1w_exact",
+        [("AR left context", "ar_left_infill_1w_exact"), ("AR 8 candidates rescored", "ar_rescore_infill_1w_exact")],
+    ),
+    (
+        "single-word infill valid-word rate",
+        "infill_1w_valid_word_rate",
+        [
+            ("AR left context", "ar_left_infill_1w_valid_word_rate"),
+            ("AR 8 candidates rescored", "ar_rescore_infill_1w_valid_word_rate"),
+        ],
+    ),
+    (
+        "three-word infill valid-word rate",
+        "infill_3w_valid_word_rate",
+        [("AR 8 candidates rescored", "ar_rescore_infill_3w_valid_word_rate")],
+    ),
+    ("generation valid-word rate", "gen_valid_word_rate", [("AR sampling", "ar_gen_valid_word_rate")]),
+]
+
+
+def quality_rows(model_dir: str | None) -> list[list[str]]:
+    """Zonkey's held-out figures beside every baseline's, from the metrics.json files of the same run."""
+    zk = Path(model_dir or "") / "metrics.json"
+    bl = Path("assets/models/baseline-ar-small/metrics.json")
+    if not (zk.exists() and bl.exists()):
+        return []
+    z, b = json.loads(zk.read_text()), json.loads(bl.read_text())
+    out = []
+    for label, zkey, others in QUALITY:
+        base = ", ".join(f"{name} {b[k]:.3f}" for name, k in others if k in b)
+        out.append([label, f"{z[zkey]:.3f}" if zkey in z else "—", base or "—"])
+    return out
+
+
+def to_markdown(rows: dict, quality: list[list[str]] | None = None) -> str:
+    lines = ["| measurement (2 CPU threads) | value |", "|---|---|"]
     for k, v in rows.items():
         lines.append(f"| {k} | {v:,.1f} |" if isinstance(v, float) else f"| {k} | {v} |")
+    if quality:
+        lines += ["", "| quality (held-out) | Zonkey | baselines |", "|---|---|---|"]
+        lines += [f"| {a} | {b} | {c} |" for a, b, c in quality]
     return "\n".join(lines) + "\n"
 
 
@@ -114,12 +165,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--out-dir", default=None, help="where to write bench.json and bench.md")
     a = ap.parse_args(argv)
     rows = run(a.model, a.threads)
-    md = to_markdown(rows)
+    quality = quality_rows(a.model)
+    md = to_markdown(rows, quality)
     print(md)
     if a.out_dir:
         out = Path(a.out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "bench.json").write_text(json.dumps(rows, indent=1) + "\n")
+        (out / "bench.json").write_text(json.dumps({"speed": rows, "quality": quality}, indent=1) + "\n")
         (out / "bench.md").write_text(md)
     return rows
 

@@ -28,10 +28,13 @@ ROWS = [
     ("Single-word infill: exact match", "infill_1w_exact", "ar_rescore_infill_1w_exact"),
     ("Single-word infill: valid-word rate", "infill_1w_valid_word_rate", "ar_rescore_infill_1w_valid_word_rate"),
     ("Single-word infill: CER of the fill", "infill_1w_cer", "ar_rescore_infill_1w_cer"),
+    ("Single-word infill at level 0: valid-word rate", "infill_1w_l0_valid_word_rate", None),
+    ("Single-word infill at level 0: exact match", "infill_1w_l0_exact", None),
     ("Three-word infill: exact match", "infill_3w_exact", "ar_rescore_infill_3w_exact"),
     ("Three-word infill: valid-word rate", "infill_3w_valid_word_rate", "ar_rescore_infill_3w_valid_word_rate"),
     ("Generation: valid-word rate", "gen_valid_word_rate", "ar_gen_valid_word_rate"),
     ("Generation: distinct-2", "gen_distinct_2", "ar_gen_distinct_2"),
+    ("Generation of 8 level-0 segments: valid-word rate", "gen_l0_valid_word_rate", None),
     ("Generation: bits/byte under the AR baseline", "gen_bpc_under_ar", "ar_bpc_heldout"),
 ]
 
