@@ -405,6 +405,7 @@ def test_model_tab_reads_card_metrics_and_log(service, tmp_path):
     demo = build_app(svc)
     comps = {c.get("props", {}).get("elem_id"): c for c in demo.config["components"]}
     table = comps["model-metrics"]["props"]["value"]
-    assert [row[0] for row in table["data"]] == ["recon_acc_all", "l0_word_tol1_f1"]
+    # the Zonkey column holds exactly this checkpoint's metrics (baseline columns may add rows)
+    assert [row[0] for row in table["data"] if row[1] != ""] == ["recon_acc_all", "l0_word_tol1_f1"]
     assert comps["model-curve-keys"]["props"]["value"] == ["loss", "heldout/loss"]
     assert "Trained on Wikipedia" in comps["model-readme"]["props"]["value"]

