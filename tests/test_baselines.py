@@ -218,7 +218,7 @@ def test_overrides_are_typed():
         "max_steps": 3,
         "export": False,
     }
-    with pytest.raises(ValueError, match="unknown AR training option"):
+    with pytest.raises(ValueError, match="unknown training option"):
         parse_overrides(["--learning_rate=1"])
 
 

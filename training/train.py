@@ -78,9 +78,9 @@ class TrainConfig:
         return cls(**d)
 
 
-def parse_overrides(items: list[str]) -> dict:
-    """--key=value pairs typed against TrainConfig's fields."""
-    types = {f.name: f.type for f in fields(TrainConfig)}
+def parse_overrides(items: list[str], config_cls=None) -> dict:
+    """--key=value pairs typed against the fields of `config_cls` (default TrainConfig)."""
+    types = {f.name: f.type for f in fields(config_cls or TrainConfig)}
     out = {}
     for it in items:
         if not it.startswith("--") or "=" not in it:

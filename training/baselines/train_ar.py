@@ -83,27 +83,10 @@ class ARTrainConfig:
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """--key=value pairs typed against ARTrainConfig's fields (as `training.train.parse_overrides`)."""
-    types = {f.name: f.type for f in fields(ARTrainConfig)}
-    out: dict[str, Any] = {}
-    for it in items:
-        if not it.startswith("--") or "=" not in it:
-            raise ValueError(f"override {it!r} must look like --key=value")
-        k, v = it[2:].split("=", 1)
-        if k not in types:
-            raise ValueError(f"unknown AR training option {k!r}; known: {sorted(types)}")
-        t = types[k]
-        if t in ("bool", bool):
-            if v.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(f"--{k} expects true/false, got {v!r}")
-            out[k] = v.lower() in ("true", "1")
-        elif t in ("int", int):
-            out[k] = int(v)
-        elif t in ("float", float):
-            out[k] = float(v)
-        else:
-            out[k] = v
-    return out
+    """--key=value pairs typed against ARTrainConfig's fields (`training.train.parse_overrides`)."""
+    from training.train import parse_overrides as _parse
+
+    return _parse(items, ARTrainConfig)
 
 
 def model_config(cfg: ARTrainConfig) -> CharLMConfig:
