@@ -345,13 +345,14 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
         chars_seen += n_chars
         dt = time.time() - t0
         bar.update(1)
-        bar.set_postfix(loss=f"{float(loss):.3f}", cps=f"{n_chars / dt:,.0f}", bos=f"{fwd.stats['l0/bos_rate']:.3f}")
+        loss_value = float(loss.detach())
+        bar.set_postfix(loss=f"{loss_value:.3f}", cps=f"{n_chars / dt:,.0f}", bos=f"{fwd.stats['l0/bos_rate']:.3f}")
         if step % cfg.log_every == 0 or step == 1:
             log(
                 {
                     "step": step,
                     "lr": lr,
-                    "loss": float(loss),
+                    "loss": loss_value,
                     "grad_norm": float(gnorm),
                     "chars_per_sec": n_chars / dt,
                     "chars_seen": chars_seen,
