@@ -54,11 +54,33 @@ def load_examples() -> dict:
     return {"infill": data.get("infill", []), "tokenize": data.get("tokenize", [])}
 
 
+def upper_level_caveat(service: ModelService) -> str:
+    """A warning when this checkpoint's own metrics.json shows its upper level is not usable
+    (reconstruction through all levels below 50 %): word-level infill and generation then produce
+    gibberish, and users should know before they try them."""
+    from app.modelcard import read_json
+
+    if service.model_dir is None:
+        return ""
+    metrics, _ = read_json(service.model_dir / "metrics.json")
+    acc = (metrics or {}).get("recon_acc_all")
+    if not isinstance(acc, (int, float)) or acc >= 0.5:
+        return ""
+    return (
+        '<br><span id="zk-caveat">⚠ Level 1 (sentence level) of this checkpoint is not trained to a usable state '
+        f"(reconstruction through both levels: {acc:.2f}); word-level infill and generation produce gibberish. "
+        "Level 0 (inside words, the Tokenization tab) is the trained part; see the Model tab.</span>"
+    )
+
+
 def banner_html(service: ModelService) -> str:
     import html
 
     if service.ready:
-        return f'<div class="zk-banner zk-banner-ok" id="zk-status">Model: {html.escape(service.describe())}</div>'
+        return (
+            f'<div class="zk-banner zk-banner-ok" id="zk-status">Model: {html.escape(service.describe())}'
+            f"{upper_level_caveat(service)}</div>"
+        )
     return (
         '<div class="zk-banner zk-banner-error" id="zk-status" role="alert"><b>No model loaded.</b> '
         f"{html.escape(service.error or '')}</div>"

@@ -409,3 +409,15 @@ def test_model_tab_reads_card_metrics_and_log(service, tmp_path):
     assert [row[0] for row in table["data"] if row[1] != ""] == ["recon_acc_all", "l0_word_tol1_f1"]
     assert comps["model-curve-keys"]["props"]["value"] == ["loss", "heldout/loss"]
     assert "Trained on Wikipedia" in comps["model-readme"]["props"]["value"]
+
+
+def test_banner_warns_when_the_upper_level_is_not_usable(service, tmp_path):
+    from app.ui import banner_html
+
+    svc = ModelService(service.model, name="zonkey-small", model_dir=tmp_path)
+    (tmp_path / "metrics.json").write_text(json.dumps({"recon_acc_all": -0.33}))
+    assert "zk-caveat" in banner_html(svc) and "-0.33" in banner_html(svc)
+    (tmp_path / "metrics.json").write_text(json.dumps({"recon_acc_all": 0.95}))
+    assert "zk-caveat" not in banner_html(svc)
+    (tmp_path / "metrics.json").unlink()
+    assert "zk-caveat" not in banner_html(svc)
