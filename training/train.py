@@ -175,16 +175,17 @@ def quick_eval(ema: Zonkey, heldout_batch, sentences: list[str], seed: int) -> d
         out = ema(*heldout_batch)
     rec = {"heldout/loss": float(out.loss)}
     rec.update({f"heldout/{k}": v for k, v in out.flat_terms().items()})
-    accs0, accs, f1s = [], [], []
+    accs0, accs, f1s, segs = [], [], [], []
     for s in sentences:
         accs0.append(1 - cer(ema.reconstruct(s, level=0), s))
         accs.append(1 - cer(ema.reconstruct(s), s))
-        f1s.append(boundary_prf(ema.segment(s).levels[0].starts, word_starts(s), tolerance=1)["f1"])
+        segs.append(ema.segment(s))
+        f1s.append(boundary_prf(segs[-1].levels[0].starts, word_starts(s), tolerance=1)["f1"])
     rec["heldout/recon_acc_l0"] = sum(accs0) / len(accs0)
     rec["heldout/recon_acc"] = sum(accs) / len(accs)
     rec["heldout/boundary_f1_l0"] = sum(f1s) / len(f1s)
     rec["sample/reconstruct"] = ema.reconstruct(sentences[0])
-    rec["sample/segments"] = "|".join(ema.segment(sentences[0]).segments(0))
+    rec["sample/segments"] = "|".join(segs[0].segments(0))
     rec["sample/generate"] = ema.generate(steps=20, seed=seed).text
     return rec
 

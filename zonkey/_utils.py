@@ -17,7 +17,3 @@ def rho(n: int) -> float:
 def to_sphere(x: torch.Tensor, radius: float, dim: int = -1) -> torch.Tensor:
     """Project `x` onto the sphere of `radius` along `dim` (zero vectors stay finite)."""
     return radius * x / x.norm(dim=dim, keepdim=True).clamp_min(1e-8)
-
-
-def exists(x) -> bool:
-    return x is not None

@@ -109,17 +109,21 @@ def _load_tensors(d: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def from_pretrained(cls, path=None, device="cpu"):
-    d = _resolve(path)
+def read_config(d: Path, from_dict, what: str = "config"):
+    """Parse `d/config.json` with `from_dict`; any failure is a CheckpointError naming the file."""
     cfg_path = d / CONFIG_NAME
     if not cfg_path.exists():
         raise CheckpointError(f"{cfg_path}: missing config file.")
     try:
-        config = ZonkeyConfig.from_dict(json.loads(cfg_path.read_text()))
+        return from_dict(json.loads(cfg_path.read_text()))
     except (json.JSONDecodeError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"{cfg_path}: invalid config ({exc}).") from exc
+        raise CheckpointError(f"{cfg_path}: invalid {what} ({exc}).") from exc
+
+
+def load_weights(model, d: Path):
+    """Load the safetensors of directory `d` into `model`: strict names and shapes, finite values;
+    every mismatch is a CheckpointError naming the directory and the tensor. Returns the model."""
     state = _load_tensors(d)
-    model = cls(config)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -136,4 +140,10 @@ def from_pretrained(cls, path=None, device="cpu"):
         if not torch.isfinite(v.float()).all():
             raise CheckpointError(f"{d}: tensor {k} holds non-finite values.")
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
-    return model.to(device).eval()
+    return model
+
+
+def from_pretrained(cls, path=None, device="cpu"):
+    d = _resolve(path)
+    model = cls(read_config(d, ZonkeyConfig.from_dict))
+    return load_weights(model, d).to(device).eval()

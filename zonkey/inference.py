@@ -61,17 +61,11 @@ def vectors_to_latents(model, level: int, v: torch.Tensor) -> torch.Tensor:
     return to_sphere(v, rho(lc.n_latents * lc.d_model)).view(-1, lc.n_latents, lc.d_model)
 
 
-def decode_to_ids(model, level: int, z: torch.Tensor) -> list[int]:
-    """Decode latents at `level` all the way down to bytes."""
-    seq = decode_windows(model, level, z)
+def decode_down(model, level: int, seq: torch.Tensor) -> str:
+    """(N, d_level) vectors of `level` -> text, decoding (t = 0) and stitching each level below."""
     for lv in range(level - 1, -1, -1):
         seq = decode_windows(model, lv, vectors_to_latents(model, lv, seq))
-    return char_logits(seq, model.embed.weight).argmax(-1).tolist()
-
-
-def chars_from_vectors(model, x: torch.Tensor) -> list[int]:
-    """(..., d0) level-0 vectors -> byte ids by nearest tied embedding."""
-    return char_logits(x, model.embed.weight).argmax(-1).tolist()
+    return codec.decode(char_logits(seq, model.embed.weight).argmax(-1).tolist())
 
 
 @torch.inference_mode()
@@ -111,4 +105,4 @@ def reconstruct(model, text, level: int | None = None) -> str:
         raise ZonkeyInputError(f"level={level!r} is invalid; use None or an int in 0..{model.num_levels - 1}.")
     model.eval()
     codes = encode_ids(model, codec.encode(text), top=top)
-    return codec.decode(decode_to_ids(model, top, codes[top].z))
+    return decode_down(model, top, decode_windows(model, top, codes[top].z))

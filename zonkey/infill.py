@@ -29,11 +29,11 @@ import torch.nn.functional as F
 from zonkey import codec
 from zonkey._utils import rho, to_sphere
 from zonkey.decoder import Decoded
-from zonkey.diffusion import add_noise, pure_noise
-from zonkey.inference import encode_ids
+from zonkey.diffusion import pure_noise
+from zonkey.inference import decode_down, encode_ids
 from zonkey.losses import char_logits
 from zonkey.outputs import InfillResult, TrajectoryStep
-from zonkey.samplers import DDMMSampler, decode_down
+from zonkey.samplers import DDMMSampler
 from zonkey.validation import (
     ZonkeyInputError,
     check_length,
@@ -78,8 +78,8 @@ def _harmonize(left: str, fill: str, right: str) -> str:
 class _Canvas:
     """Candidate canvases of one level: known vectors, known mask, forced-existence length."""
 
-    def __init__(self, x, known, exist_len, unk_start, ks, end=None):
-        self.x, self.known, self.exist_len, self.unk_start, self.ks = x, known, exist_len, unk_start, ks
+    def __init__(self, x, known, exist_len, end=None):
+        self.x, self.known, self.exist_len = x, known, exist_len
         self.end = end  # (k,) where the segment must end (a known next segment follows), or None
 
     def clamp(self, dec: Decoded) -> Decoded:
@@ -99,17 +99,19 @@ def _run(model, level: int, canvas: _Canvas, steps: int, g, on_step, score_fn):
     z = lv.compressor(canvas.x, logp0, valid)
     sampler = DDMMSampler(lv)
     sampler.set_timesteps(steps)
+    raw = {}
+
+    def clamp(dec: Decoded) -> Decoded:  # keep the unclamped prediction for scoring
+        raw["dec"] = dec
+        return canvas.clamp(dec)
+
     for i, t in enumerate(sampler.timesteps):
-        tt = torch.full((z.shape[0],), t)
-        raw = lv.decoder(add_noise(z, tt, generator=g), tt)
-        scores = score_fn(raw)
-        best = int(scores.argmax())
-        dec = canvas.clamp(raw)
-        on_step(i, t, dec, best)
-        z = lv.compressor(dec.x, dec.logp, torch.ones_like(valid))
-    raw = lv.decoder(z, torch.zeros(z.shape[0]))
-    scores = score_fn(raw)
-    return canvas.clamp(raw), scores
+        out = sampler.step(z, t, generator=g, clamp=clamp)
+        z = out.z
+        best = int(score_fn(raw["dec"]).argmax())
+        on_step(i, t, Decoded(out.x, raw["dec"].beta, out.logp), best)
+    dec = sampler.final(z, clamp=clamp)
+    return dec, score_fn(raw["dec"])
 
 
 def _context_bounds(model, left: str, right: str) -> tuple[list[int], list[int]]:
@@ -154,7 +156,7 @@ def _fill_level0(model, left: str, right: str, length, target_chars: int, steps:
     canvas_end = exist_len.clone() if right else None
     noise = pure_noise(n * S, 1, lc.d_model, generator=g).view(n, S, lc.d_model)
     x = torch.where(known[..., None], x, noise)
-    canvas = _Canvas(x, known, exist_len, len(pre), ks, end=canvas_end)
+    canvas = _Canvas(x, known, exist_len, end=canvas_end)
 
     def fill_of(dec, c):
         chars = char_logits(dec.x[c], model.embed.weight).argmax(-1).tolist()
@@ -208,7 +210,7 @@ def _fill_level1(model, left: str, right: str, length, target_chars: int, steps:
                 x[c, p], known[c, p] = v, True
         exist_len[c] = len(seq) if b > 0 else a
         starts.append(a)
-    canvas = _Canvas(x, known, exist_len, starts, ks)
+    canvas = _Canvas(x, known, exist_len)
     thr = model.config.infill_threshold
 
     def fill_of(dec, c):

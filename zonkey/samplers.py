@@ -15,11 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
-from zonkey import codec
 from zonkey.decoder import Decoded
 from zonkey.diffusion import add_noise, pure_noise
-from zonkey.inference import decode_windows, vectors_to_latents
-from zonkey.losses import char_logits
+from zonkey.inference import decode_down
 from zonkey.outputs import GenerationResult, TrajectoryStep
 from zonkey.validation import MAX_SEGMENTS, ZonkeyInputError, check_seed, check_steps
 
@@ -64,13 +62,6 @@ def cut_at_existence(x: torch.Tensor, logp: torch.Tensor, threshold: float) -> t
     """(m, s, d), (m, s) -> (N, d): each window's prefix whose existence exceeds threshold (>= 1)."""
     keep = (logp.exp() > threshold).sum(-1).clamp_min(1)  # (m,)
     return torch.cat([x[i, : int(k)] for i, k in enumerate(keep)], dim=0)
-
-
-def decode_down(model, level: int, seq: torch.Tensor) -> str:
-    """(N, d_level) vectors of `level` -> text, decoding (t = 0) and stitching each level below."""
-    for lv in range(level - 1, -1, -1):
-        seq = decode_windows(model, lv, vectors_to_latents(model, lv, seq))
-    return codec.decode(char_logits(seq, model.embed.weight).argmax(-1).tolist())
 
 
 @torch.inference_mode()

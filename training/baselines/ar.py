@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zonkey.checkpoint import CONFIG_NAME, CheckpointError
+from zonkey.checkpoint import CheckpointError
 
 FORMAT = "zonkey-charlm v1"
 BOS = 256  # input-only token id; outputs are the 256 byte values
@@ -383,35 +383,13 @@ class CharLM(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu") -> CharLM:
         """Load a directory written by `save_pretrained`; strict names and shapes, errors name the bad file."""
-        from zonkey.checkpoint import _load_tensors
+        from zonkey.checkpoint import load_weights, read_config
 
         d = Path(path)
         if not d.is_dir():
             raise CheckpointError(f"{d}: checkpoint directory does not exist.")
-        cfg_path = d / CONFIG_NAME
-        if not cfg_path.exists():
-            raise CheckpointError(f"{cfg_path}: missing config file.")
-        try:
-            config = CharLMConfig.from_dict(json.loads(cfg_path.read_text()))
-        except (json.JSONDecodeError, ValueError, TypeError) as exc:
-            raise CheckpointError(f"{cfg_path}: invalid CharLM config ({exc}).") from exc
-        state = _load_tensors(d)
-        model = cls(config)
-        expected = model.state_dict()
-        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-        if missing or unexpected:
-            raise CheckpointError(
-                f"{d}: weights do not match {CONFIG_NAME}: missing {missing[:5]}, unexpected {unexpected[:5]}."
-            )
-        for k, v in state.items():
-            if v.shape != expected[k].shape:
-                raise CheckpointError(
-                    f"{d}: tensor {k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}."
-                )
-            if not torch.isfinite(v.float()).all():
-                raise CheckpointError(f"{d}: tensor {k} holds non-finite values.")
-        model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
-        return model.to(device).eval()
+        model = cls(read_config(d, CharLMConfig.from_dict, "CharLM config"))
+        return load_weights(model, d).to(device).eval()
 
 
 def train_throughput(config: CharLMConfig, steps: int = 5, batch_size: int = 8) -> float:

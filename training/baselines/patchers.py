@@ -87,6 +87,26 @@ def chars_per_segment_total(starts: Sequence[Sequence[int]], texts: Sequence[str
     return sum(len(t) for t in texts) / max(1, segments)
 
 
+def _bisect(rate, lo: float, hi: float, target: float, iterations: int, stop_on_exact: bool = False) -> float:
+    """The x in [lo, hi] whose non-decreasing `rate(x)` is closest to `target` (bisection; a target outside
+    [rate(lo), rate(hi)] gives the nearer end)."""
+    r_lo, r_hi = rate(lo), rate(hi)
+    if target <= r_lo:
+        return lo
+    if target >= r_hi:
+        return hi
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        r_mid = rate(mid)
+        if r_mid < target:
+            lo, r_lo = mid, r_mid
+        else:
+            hi, r_hi = mid, r_mid
+        if stop_on_exact and r_mid == target:
+            return mid
+    return lo if abs(r_lo - target) <= abs(r_hi - target) else hi
+
+
 def calibrate_threshold(
     fn: Patcher,
     entropies: Sequence[np.ndarray],
@@ -111,21 +131,7 @@ def calibrate_threshold(
     span = np.concatenate([scores, np.diff(scores)]) if scores.size > 1 else scores
     lo = float(span.min()) - 1.0 if span.size else -1.0
     hi = float(span.max()) + 1.0 if span.size else 1.0
-    r_lo, r_hi = rate(lo), rate(hi)
-    if target_chars_per_segment <= r_lo:
-        return lo
-    if target_chars_per_segment >= r_hi:
-        return hi
-    for _ in range(iterations):
-        mid = 0.5 * (lo + hi)
-        r_mid = rate(mid)
-        if r_mid < target_chars_per_segment:
-            lo, r_lo = mid, r_mid
-        else:
-            hi, r_hi = mid, r_mid
-        if r_mid == target_chars_per_segment:
-            return mid
-    return lo if abs(r_lo - target_chars_per_segment) <= abs(r_hi - target_chars_per_segment) else hi
+    return _bisect(rate, lo, hi, target_chars_per_segment, iterations, stop_on_exact=True)
 
 
 def calibrate_fixed_size(texts: Sequence[str], target_chars_per_segment: float, iterations: int = 60) -> float:
@@ -140,16 +146,4 @@ def calibrate_fixed_size(texts: Sequence[str], target_chars_per_segment: float, 
         return chars_per_segment_total([fixed_patch_starts(len(t), size) for t in texts], texts)
 
     lo, hi = 1.0, 4.0 * max(1.0, target_chars_per_segment)
-    r_lo, r_hi = rate(lo), rate(hi)
-    if target_chars_per_segment <= r_lo:
-        return lo
-    if target_chars_per_segment >= r_hi:
-        return hi
-    for _ in range(iterations):
-        mid = 0.5 * (lo + hi)
-        r_mid = rate(mid)
-        if r_mid < target_chars_per_segment:
-            lo, r_lo = mid, r_mid
-        else:
-            hi, r_hi = mid, r_mid
-    return lo if abs(r_lo - target_chars_per_segment) <= abs(r_hi - target_chars_per_segment) else hi
+    return _bisect(rate, lo, hi, target_chars_per_segment, iterations)
