@@ -3,8 +3,10 @@ launch settings, reused by `app.py` and the tests)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
 
 import gradio as gr
 
@@ -132,3 +134,24 @@ def launch_kwargs(**overrides) -> dict:
     )
     kw.update(overrides)
     return kw
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on `host` right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_in_background(service: ModelService, host: str = "127.0.0.1", port: int | None = None):
+    """Launch the app for `service` without blocking (tests, notebooks); yields its URL and closes
+    the server on exit."""
+    demo = build_app(service)
+    _, url, _ = demo.launch(
+        **launch_kwargs(server_name=host, server_port=port or free_port(host), prevent_thread_lock=True, quiet=True)
+    )
+    try:
+        yield url
+    finally:
+        demo.close()

@@ -9,7 +9,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import json  # noqa: E402
-import socket  # noqa: E402
 import time  # noqa: E402
 
 import pytest  # noqa: E402
@@ -18,27 +17,15 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 from app import settings  # noqa: E402
 from app.service import ModelService  # noqa: E402
-from app.ui import build_app, launch_kwargs  # noqa: E402
+from app.ui import serve_in_background  # noqa: E402
 
 TEXT = "The quick brown fox jumps over the lazy dog. It was not amused."
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def url():
-    demo = build_app(ModelService.tiny(seed=0))
-    _, local_url, _ = demo.launch(
-        **launch_kwargs(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
-    )
-    try:
+    with serve_in_background(ModelService.tiny(seed=0)) as local_url:
         yield local_url
-    finally:
-        demo.close()
 
 
 @pytest.fixture(scope="module")

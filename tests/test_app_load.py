@@ -11,7 +11,6 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import socket  # noqa: E402
 import statistics  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -20,7 +19,7 @@ import pytest  # noqa: E402
 from gradio_client import Client  # noqa: E402
 
 from app.service import ModelService  # noqa: E402
-from app.ui import build_app, launch_kwargs  # noqa: E402
+from app.ui import serve_in_background  # noqa: E402
 
 CLIENTS = 8
 REQUESTS_PER_CLIENT = 5
@@ -47,26 +46,14 @@ def percentile(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def url():
     # ZONKEY_LOAD_MODEL=<checkpoint dir> measures a real checkpoint instead of the tiny test model
     path = os.environ.get("ZONKEY_LOAD_MODEL")
     service = ModelService.from_env({"ZONKEY_MODEL": path}) if path else ModelService.tiny(seed=0)
     assert service.ready, service.error
-    demo = build_app(service)
-    _, local_url, _ = demo.launch(
-        **launch_kwargs(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
-    )
-    try:
+    with serve_in_background(service) as local_url:
         yield local_url
-    finally:
-        demo.close()
 
 
 def test_concurrent_clients(url):

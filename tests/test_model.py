@@ -73,6 +73,27 @@ def test_training_forward_returns_every_term_per_level(tiny_model, sentence):
     assert out.stats["l0/dropped_up"] == 0
 
 
+def test_frozen_lower_level_feeds_the_upper_one_like_inference(tiny_model, sentence):
+    from zonkey import codec
+    from zonkey.inference import encode_ids
+
+    ids, lengths = _batch(sentence, tiny_model.config.levels[0].doc_len)
+    torch.manual_seed(0)
+    out = tiny_model(ids, lengths, frozen_levels=1)
+    assert out.terms[0] == {} and "clean_recon" in out.terms[1]
+    out.loss.backward()
+    assert all(p.grad is None for p in tiny_model.levels[0].parameters())
+    assert tiny_model.levels[1].compressor.cls.grad is not None
+    tiny_model.zero_grad(set_to_none=True)
+    # the frozen level segments exactly as inference does (threshold 0.5)
+    with torch.no_grad():
+        raw = codec.encode(sentence)[: ids.shape[1]]
+        expected = sum(encode_ids(tiny_model, r, top=0)[0].win.doc.numel() for r in (raw, raw[:20]))
+    assert out.stats["l0/segments"] == expected
+    with pytest.raises(ValueError, match="at least one level trains"):
+        tiny_model(ids, lengths, frozen_levels=2)
+
+
 def test_relaxed_target_picks_truth_or_previous_estimate():
     g = torch.Generator().manual_seed(0)
     a, x = torch.randn(2, 5, 8, generator=g), torch.randn(2, 5, 8, generator=g)

@@ -29,6 +29,7 @@ import torch
 from tqdm import tqdm
 
 from training.data import PackedBatches, heldout_sentences, local_split
+from training.loop import GuardedStep, resolve_device
 from zonkey import Zonkey, ZonkeyConfig
 from zonkey.checkpoint import CheckpointError
 
@@ -51,6 +52,9 @@ class TrainConfig:
     ema: float = 0.999
     upper_levels_from: int = 0  # staged training: steps before this train level 0 only (METHOD §18.3)
     upper_levels_until: int = 0  # and steps from this one on train level 0 only again (0 = never)
+    init_from: str = ""  # release directory of an earlier stage: its weights initialise this run
+    init_levels: int = 0  # how many of the lowest levels (and the embedding) init_from supplies; 0 = all
+    frozen_levels: int = 0  # the lowest levels only encode (no gradient, inference segmentation rule)
     seed: int = 0
     log_every: int = 10
     eval_every: int = 250
@@ -67,6 +71,18 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)} must be >= 1")
         if not 0 <= self.ema < 1:
             raise ValueError(f"TrainConfig.ema={self.ema} must be in [0, 1)")
+        if self.frozen_levels < 0 or self.init_levels < 0:
+            raise ValueError("TrainConfig.frozen_levels and init_levels must be >= 0")
+        if self.frozen_levels and not self.init_from:
+            raise ValueError(
+                f"TrainConfig.frozen_levels={self.frozen_levels} freezes levels that were never trained; "
+                "set init_from to the release directory of the stage that trained them"
+            )
+        if self.frozen_levels and self.init_levels and self.init_levels < self.frozen_levels:
+            raise ValueError(
+                f"TrainConfig.init_levels={self.init_levels} < frozen_levels={self.frozen_levels}: "
+                "every frozen level must come from init_from"
+            )
 
     @classmethod
     def from_json(cls, path, **overrides) -> "TrainConfig":
@@ -114,6 +130,46 @@ def model_config(cfg: TrainConfig) -> ZonkeyConfig:
     if cfg.model.endswith(".json"):
         return ZonkeyConfig.from_json(cfg.model)
     return ZonkeyConfig.preset(cfg.model)
+
+
+def init_from_release(model: Zonkey, cfg: TrainConfig) -> int:
+    """Copy the embedding and the lowest `cfg.init_levels` levels (0 = all) from the release
+    directory `cfg.init_from`; the other levels keep their fresh initialisation. Returns the
+    number of levels copied."""
+    from zonkey.checkpoint import load_tensors, read_config
+
+    src = Path(cfg.init_from)
+    if not src.is_dir():
+        raise CheckpointError(f"{src}: init_from must be a release directory (config.json + safetensors).")
+    src_cfg = read_config(src, ZonkeyConfig.from_dict)
+    k = cfg.init_levels or model.num_levels
+    if k > min(model.num_levels, len(src_cfg.levels)):
+        raise CheckpointError(
+            f"{cfg.init_from}: init_levels={k} but the checkpoint has {len(src_cfg.levels)} levels "
+            f"and the model {model.num_levels}"
+        )
+    for i in range(k):
+        if src_cfg.levels[i] != model.config.levels[i]:
+            raise CheckpointError(
+                f"{cfg.init_from}: level {i} config differs from this run's model config; "
+                f"checkpoint {src_cfg.levels[i]} vs run {model.config.levels[i]}"
+            )
+    state = load_tensors(src)
+    keep = ("embed.",) + tuple(f"levels.{i}." for i in range(k))
+    own = model.state_dict()
+    picked = {n: t for n, t in state.items() if n.startswith(keep)}
+    missing = [n for n in own if n.startswith(keep) and n not in picked]
+    if missing:
+        raise CheckpointError(f"{cfg.init_from}: missing tensors {missing[:5]}")
+    model.load_state_dict(picked, strict=False)
+    return k
+
+
+def freeze_lower_levels(model: Zonkey, n: int) -> None:
+    """No gradient for the embedding and the lowest n levels (n = 0: nothing frozen)."""
+    for module in [model.embed, *model.levels[:n]] if n else []:
+        for p in module.parameters():
+            p.requires_grad_(False)
 
 
 # ---- distributed -------------------------------------------------------------------------------
@@ -194,11 +250,7 @@ def quick_eval(ema: Zonkey, heldout_batch, sentences: list[str], seed: int) -> d
 
 
 def main(cfg: TrainConfig, resume: bool = False) -> dict:
-    device = torch.device(
-        "cuda"
-        if cfg.device == "auto" and torch.cuda.is_available()
-        else ("cpu" if cfg.device == "auto" else cfg.device)
-    )
+    device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.threads)
     rank, world = setup_distributed(device)
     if device.type == "cuda" and world > 1:
@@ -227,11 +279,18 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
 
     # model, EMA, optimizer
     model = Zonkey(mcfg).to(device)
+    if cfg.frozen_levels >= model.num_levels:
+        raise ValueError(f"TrainConfig.frozen_levels={cfg.frozen_levels} must be < the model's {model.num_levels}")
+    if cfg.init_from and not resume:
+        init_from_release(model, cfg)
+    freeze_lower_levels(model, cfg.frozen_levels)  # on resume the weights come from state.pt
+    trainable = [p for p in model.parameters() if p.requires_grad]
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
-    step, bad_total, chars_seen, elapsed_before = 0, 0, 0, 0.0
+    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    step, chars_seen, elapsed_before = 0, 0, 0.0
+    guard = GuardedStep(cfg.max_bad_steps)
     log_path = out / "train_log.jsonl"
     if resume:
         st = load_state(out / STATE_NAME)
@@ -242,7 +301,7 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
         opt.load_state_dict(st["optimizer"])
         data.load_state_dict(st["data"])
         set_rng_state(st["rng"])
-        step, bad_total, chars_seen, elapsed_before = st["step"], st["bad_steps"], st["chars_seen"], st["elapsed"]
+        step, guard.total, chars_seen, elapsed_before = st["step"], st["bad_steps"], st["chars_seen"], st["elapsed"]
     elif rank == 0 and log_path.exists():
         log_path.unlink()
     ddp = model
@@ -265,7 +324,7 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
                 "data": data.state_dict(),
                 "rng": rng_state(),
                 "step": step,
-                "bad_steps": bad_total,
+                "bad_steps": guard.total,
                 "chars_seen": chars_seen,
                 "elapsed": elapsed_before + (time.time() - t_start),
             },
@@ -289,7 +348,7 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
             }
         )
     t_start = time.time()
-    bad_run, stop_reason = 0, "max_steps"
+    stop_reason = "max_steps"
     bar = tqdm(total=cfg.max_steps, initial=step, disable=rank != 0, dynamic_ncols=True)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 and device.type == "cuda" else None
     model.train()
@@ -307,9 +366,9 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
         n_lv = 1 if level0_only else None
         if autocast is not None:
             with autocast:
-                fwd = ddp(ids, lengths, n_lv)
+                fwd = ddp(ids, lengths, n_lv, cfg.frozen_levels)
         else:
-            fwd = ddp(ids, lengths, n_lv)
+            fwd = ddp(ids, lengths, n_lv, cfg.frozen_levels)
         loss = fwd.loss
         finite = torch.isfinite(loss.detach())
         if world > 1:
@@ -318,26 +377,13 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
             flag = finite.float().to(device)
             dist.all_reduce(flag, op=dist.ReduceOp.MIN)
             finite = flag > 0
-        opt.zero_grad(set_to_none=True)
-        if not bool(finite):
-            bad_run, bad_total = bad_run + 1, bad_total + 1
-            log({"event": "nonfinite_loss", "step": step, "terms": fwd.flat_terms()})
-            if bad_run >= cfg.max_bad_steps:
-                stop_reason = f"{bad_run} consecutive non-finite losses"
+        event, gnorm = guard(loss, trainable, opt, cfg.grad_clip, finite=finite)
+        if event:
+            log({"event": event, "step": step, **({"terms": fwd.flat_terms()} if event == "nonfinite_loss" else {})})
+            if guard.exhausted:
+                stop_reason = guard.reason
                 break
             continue
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        if not torch.isfinite(gnorm):
-            bad_run, bad_total = bad_run + 1, bad_total + 1
-            opt.zero_grad(set_to_none=True)
-            log({"event": "nonfinite_grad", "step": step})
-            if bad_run >= cfg.max_bad_steps:
-                stop_reason = f"{bad_run} consecutive non-finite gradients"
-                break
-            continue
-        bad_run = 0
-        opt.step()
         with torch.no_grad():
             decay = min(cfg.ema, (1 + step) / (10 + step))
             torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
@@ -347,7 +393,7 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
         dt = time.time() - t0
         bar.update(1)
         loss_value = float(loss.detach())
-        bar.set_postfix(loss=f"{loss_value:.3f}", cps=f"{n_chars / dt:,.0f}", bos=f"{fwd.stats['l0/bos_rate']:.3f}")
+        bar.set_postfix(loss=f"{loss_value:.3f}", cps=f"{n_chars / dt:,.0f}", segs=f"{fwd.stats['l0/segments']:.0f}")
         if step % cfg.log_every == 0 or step == 1:
             log(
                 {
@@ -358,7 +404,7 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
                     "chars_per_sec": n_chars / dt,
                     "chars_seen": chars_seen,
                     "epoch": data.epoch,
-                    "bad_steps": bad_total,
+                    "bad_steps": guard.total,
                     "elapsed": elapsed_before + time.time() - t_start,
                     **fwd.flat_terms(),
                     **fwd.stats,
@@ -375,7 +421,7 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
         "event": "end",
         "step": step,
         "stop_reason": stop_reason,
-        "bad_steps": bad_total,
+        "bad_steps": guard.total,
         "chars_seen": chars_seen,
         "elapsed": elapsed_before + time.time() - t_start,
     }

@@ -87,7 +87,7 @@ def _resolve(path) -> Path:
         raise CheckpointError(f"{path}: not a local directory and not downloadable from the Hub ({exc}).") from exc
 
 
-def _load_tensors(d: Path) -> dict[str, torch.Tensor]:
+def load_tensors(d: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -123,7 +123,7 @@ def read_config(d: Path, from_dict, what: str = "config"):
 def load_weights(model, d: Path):
     """Load the safetensors of directory `d` into `model`: strict names and shapes, finite values;
     every mismatch is a CheckpointError naming the directory and the tensor. Returns the model."""
-    state = _load_tensors(d)
+    state = load_tensors(d)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

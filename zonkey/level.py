@@ -67,6 +67,16 @@ class ZonkeyLevel(nn.Module):
             return char_ce(x, win.ids, emb, w)
         return info_nce(x, win.x, pool, w, self.cfg.contrastive_negatives, pos_cos=pos_cos)
 
+    @torch.no_grad()
+    def encode_frozen(self, x, lengths, threshold: float = 0.5) -> LevelPass:
+        """A frozen level during staged training: deterministic split + compress, no loss terms.
+        x: (b, n, d), lengths: (b,) -> LevelPass with z (m, c, d) and empty terms."""
+        win, _ = self.split(x, lengths, threshold=threshold)
+        z = self.compressor(win.x, win.logp, win.valid)
+        m = win.doc.numel()
+        stats = {"segments": float(m), "chars_per_segment": float(lengths.sum()) / max(m, 1)}
+        return LevelPass({}, z, win, stats)
+
     # ---- training ---------------------------------------------------------------------------
     def forward(self, x, lengths, *, ids=None, emb=None) -> LevelPass:
         """x: (b, n, d) level inputs, lengths: (b,), ids: (b, n) chars at level 0, emb: (256, d0)."""

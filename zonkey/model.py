@@ -37,19 +37,30 @@ class Zonkey(nn.Module):
         return self.embed.weight.device
 
     # ---- training ---------------------------------------------------------------------------
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, num_levels: int | None = None) -> ForwardOutput:
+    def forward(
+        self, ids: torch.Tensor, lengths: torch.Tensor, num_levels: int | None = None, frozen_levels: int = 0
+    ) -> ForwardOutput:
         """ids: (b, n) UTF-8 bytes (0-padded), lengths: (b,) -> ForwardOutput (training only).
 
-        num_levels: train only the lowest levels (staged training, METHOD §18.3); default all."""
+        num_levels: train only the lowest levels (staged training, METHOD §18.3); default all.
+        frozen_levels: the lowest levels only encode, without gradient and with the inference
+        segmentation rule (threshold 0.5), exactly as `reconstruct`/`generate` will feed the levels
+        above; they contribute no loss terms (their `terms` dicts are empty)."""
         weights = self.config.loss_weights.as_dict()
+        n_levels = num_levels or self.num_levels
+        if not 0 <= frozen_levels < n_levels:
+            raise ValueError(f"frozen_levels={frozen_levels} must be in 0..{n_levels - 1} (at least one level trains)")
         x = self.embed(ids)  # (b, n, d0)
         all_terms, stats, total = [], {}, x.new_zeros(())
-        for i, level in enumerate(self.levels[: num_levels or self.num_levels]):
-            out = level(x, lengths, ids=ids if i == 0 else None, emb=self.embed.weight if i == 0 else None)
+        for i, level in enumerate(self.levels[:n_levels]):
+            if i < frozen_levels:
+                out = level.encode_frozen(x, lengths)
+            else:
+                out = level(x, lengths, ids=ids if i == 0 else None, emb=self.embed.weight if i == 0 else None)
             all_terms.append(out.terms)
             total = total + sum(weights[k] * v for k, v in out.terms.items())
             stats.update({f"l{i}/{k}": v for k, v in out.stats.items()})
-            if i + 1 < (num_levels or self.num_levels):
+            if i + 1 < n_levels:
                 x, lengths, dropped = hand_up(
                     out.z, out.win.doc, out.win.rank, out.win.counts, self.config.levels[i + 1].doc_len
                 )

@@ -8,7 +8,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import shutil  # noqa: E402
-import socket  # noqa: E402
 from pathlib import Path  # noqa: E402
 from urllib.parse import urlparse  # noqa: E402
 
@@ -32,25 +31,13 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.browser)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def app_url():
     from app.service import ModelService
-    from app.ui import build_app, launch_kwargs
+    from app.ui import serve_in_background
 
-    demo = build_app(ModelService.tiny(seed=0))
-    _, url, _ = demo.launch(
-        **launch_kwargs(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True)
-    )
-    try:
+    with serve_in_background(ModelService.tiny(seed=0)) as url:
         yield url
-    finally:
-        demo.close()
 
 
 @pytest.fixture(scope="session")

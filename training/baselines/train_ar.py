@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from training.baselines.ar import CharLM, CharLMConfig
 from training.data import PackedBatches, local_split
+from training.loop import GuardedStep, resolve_device
 from training.train import get_lr, load_state, rng_state, save_state, set_rng_state
 from zonkey.checkpoint import CheckpointError
 
@@ -106,11 +107,7 @@ def heldout_bits(model: CharLM, batches: list[tuple[torch.Tensor, torch.Tensor]]
 
 
 def main(cfg: ARTrainConfig, resume: bool = False) -> dict[str, Any]:
-    device = torch.device(
-        "cuda"
-        if cfg.device == "auto" and torch.cuda.is_available()
-        else ("cpu" if cfg.device == "auto" else cfg.device)
-    )
+    device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -135,7 +132,8 @@ def main(cfg: ARTrainConfig, resume: bool = False) -> dict[str, Any]:
         lr=cfg.lr,
         betas=(0.9, 0.95),
     )
-    step, bad_total, chars_seen, elapsed_before = 0, 0, 0, 0.0
+    step, chars_seen, elapsed_before = 0, 0, 0.0
+    guard = GuardedStep(cfg.max_bad_steps)
     log_path = out / "train_log.jsonl"
     if resume:
         st = load_state(out / STATE_NAME)
@@ -145,7 +143,7 @@ def main(cfg: ARTrainConfig, resume: bool = False) -> dict[str, Any]:
         opt.load_state_dict(st["optimizer"])
         data.load_state_dict(st["data"])
         set_rng_state(st["rng"])
-        step, bad_total, chars_seen, elapsed_before = st["step"], st["bad_steps"], st["chars_seen"], st["elapsed"]
+        step, guard.total, chars_seen, elapsed_before = st["step"], st["bad_steps"], st["chars_seen"], st["elapsed"]
     elif log_path.exists():
         log_path.unlink()
 
@@ -160,7 +158,7 @@ def main(cfg: ARTrainConfig, resume: bool = False) -> dict[str, Any]:
                 "data": data.state_dict(),
                 "rng": rng_state(),
                 "step": step,
-                "bad_steps": bad_total,
+                "bad_steps": guard.total,
                 "chars_seen": chars_seen,
                 "elapsed": elapsed_before + (time.time() - t_start),
             },
@@ -189,7 +187,7 @@ def main(cfg: ARTrainConfig, resume: bool = False) -> dict[str, Any]:
             }
         )
     t_start = time.time()
-    bad_run, stop_reason = 0, "max_steps"
+    stop_reason = "max_steps"
     bar = tqdm(total=cfg.max_steps, initial=step, dynamic_ncols=True)
     while step < cfg.max_steps:
         if cfg.max_minutes and (time.time() - t_start) / 60 > cfg.max_minutes:
@@ -202,26 +200,13 @@ def main(cfg: ARTrainConfig, resume: bool = False) -> dict[str, Any]:
         for g in opt.param_groups:
             g["lr"] = lr
         loss = model.loss(ids, lengths)
-        opt.zero_grad(set_to_none=True)
-        if not bool(torch.isfinite(loss.detach())):
-            bad_run, bad_total = bad_run + 1, bad_total + 1
-            log({"event": "nonfinite_loss", "step": step})
-            if bad_run >= cfg.max_bad_steps:
-                stop_reason = f"{bad_run} consecutive non-finite losses"
+        event, gnorm = guard(loss, model.parameters(), opt, cfg.grad_clip)
+        if event:
+            log({"event": event, "step": step})
+            if guard.exhausted:
+                stop_reason = guard.reason
                 break
             continue
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        if not torch.isfinite(gnorm):
-            bad_run, bad_total = bad_run + 1, bad_total + 1
-            opt.zero_grad(set_to_none=True)
-            log({"event": "nonfinite_grad", "step": step})
-            if bad_run >= cfg.max_bad_steps:
-                stop_reason = f"{bad_run} consecutive non-finite gradients"
-                break
-            continue
-        bad_run = 0
-        opt.step()
         step += 1
         n_chars = int(lengths.sum())
         chars_seen += n_chars
@@ -241,7 +226,7 @@ def main(cfg: ARTrainConfig, resume: bool = False) -> dict[str, Any]:
                     "chars_per_sec": n_chars / dt,
                     "chars_seen": chars_seen,
                     "epoch": data.epoch,
-                    "bad_steps": bad_total,
+                    "bad_steps": guard.total,
                     "elapsed": elapsed_before + time.time() - t_start,
                 }
             )
@@ -255,7 +240,7 @@ def main(cfg: ARTrainConfig, resume: bool = False) -> dict[str, Any]:
         "event": "end",
         "step": step,
         "stop_reason": stop_reason,
-        "bad_steps": bad_total,
+        "bad_steps": guard.total,
         "chars_seen": chars_seen,
         "elapsed": elapsed_before + time.time() - t_start,
         "split": "heldout",

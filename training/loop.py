@@ -1,0 +1,56 @@
+"""Pieces of a training loop shared by `training.train` (Zonkey) and `training.baselines.train_ar`
+(the AR baseline): device choice and an optimizer step that never trains on a non-finite value.
+
+A step whose loss is non-finite is skipped before backward; a step whose clipped gradient norm is
+non-finite is skipped before the optimizer update. Both are counted; `max_bad_steps` consecutive
+skips exhaust the guard, and the loop stops with `stop_reason`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def resolve_device(name: str) -> torch.device:
+    """ "auto" -> cuda when available, else cpu; anything else is passed to torch.device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class GuardedStep:
+    max_bad_steps: int
+    run: int = 0  # consecutive skipped steps
+    total: int = 0  # all skipped steps
+    reason: str = ""
+
+    def __call__(self, loss, params, opt, grad_clip: float, finite=None):
+        """zero_grad; backward, clip and step unless a value is non-finite.
+
+        finite: optional precomputed (e.g. all-reduced) finiteness of the loss.
+        Returns (event, grad_norm): event is None for a taken step, else "nonfinite_loss" or
+        "nonfinite_grad" (grad_norm is then None or the non-finite norm)."""
+        opt.zero_grad(set_to_none=True)
+        ok = bool(torch.isfinite(loss.detach())) if finite is None else bool(finite)
+        if not ok:
+            return self._skip("nonfinite_loss", "losses"), None
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        if not torch.isfinite(gnorm):
+            opt.zero_grad(set_to_none=True)
+            return self._skip("nonfinite_grad", "gradients"), gnorm
+        self.run = 0
+        opt.step()
+        return None, gnorm
+
+    def _skip(self, event: str, what: str) -> str:
+        self.run, self.total = self.run + 1, self.total + 1
+        self.reason = f"{self.run} consecutive non-finite {what}"
+        return event
+
+    @property
+    def exhausted(self) -> bool:
+        return self.run >= self.max_bad_steps
