@@ -100,6 +100,8 @@ def test_staged_training_freezes_the_lower_level_and_trains_a_fresh_upper_one(tm
         assert torch.equal(before[k], after[k]), k
     assert sum(not torch.equal(before[k], after[k]) for k in upper) > len(upper) // 2
     log = [json.loads(line) for line in (tmp_path / "stage2" / "train_log.jsonl").read_text().splitlines()]
+    carried = tmp_path / "stage2" / "release" / "train_log_stage1.jsonl"
+    assert carried.read_text() == (release1 / "train_log.jsonl").read_text()
     steps = [r for r in log if "lr" in r]
     assert steps and all("l0/clean_recon" not in r and "l1/clean_recon" in r for r in steps)
 

@@ -61,6 +61,7 @@ def metrics_table(m: dict, b: dict) -> str:
 def train_summary(log_path: Path) -> dict:
     recs = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
     start = next((r for r in recs if r.get("event") == "start"), {})
+    configs = [r["train_config"] for r in recs if r.get("event") in ("start", "resume") and "train_config" in r]
     end = [r for r in recs if r.get("event") == "end"]
     steps = [r for r in recs if "chars_per_sec" in r]
     cps = sorted(r["chars_per_sec"] for r in steps)
@@ -71,16 +72,39 @@ def train_summary(log_path: Path) -> dict:
         "wall_clock_min": end[-1]["elapsed"] / 60 if end else None,
         "median_chars_per_sec": cps[len(cps) // 2] if cps else None,
         "fraction": start.get("fraction_chars_trained_on"),
-        "train_config": start.get("train_config", {}),
+        "train_config": configs[-1] if configs else {},  # the latest (a resume may change the schedule)
         "bad_steps": end[-1]["bad_steps"] if end else None,
     }
+
+
+def stage_line(t: dict) -> str:
+    """One training stage in words: what trained, steps, batch, characters, time, throughput."""
+    tc = t["train_config"]
+    if tc.get("frozen_levels"):
+        what = f"levels below {tc['frozen_levels']} frozen (from `{tc.get('init_from')}`), the others trained"
+    elif tc.get("upper_levels_from") or tc.get("upper_levels_until"):
+        what = f"all levels, level 0 alone before step {tc.get('upper_levels_from', 0)}" + (
+            f" and from step {tc['upper_levels_until']} on" if tc.get("upper_levels_until") else ""
+        )
+    else:
+        what = "all levels"
+    return (
+        f"{what}; {t['steps']} steps of {tc.get('batch_size')} documents, peak lr {tc.get('lr')}, "
+        f"{tc.get('threads', '?')} torch thread(s); "
+        f"**characters seen:** {fmt(t['chars_seen'])}; **wall-clock:** {fmt(t['wall_clock_min'])} min; "
+        f"median throughput {fmt(t['median_chars_per_sec'])} characters/s; non-finite steps skipped: "
+        f"{fmt(t['bad_steps'])}."
+    )
 
 
 def write_card(model_dir: Path, command: str, baseline: Path | None, bench: Path | None, notes: Path | None) -> str:
     cfg = json.loads((model_dir / "config.json").read_text())
     m = json.loads((model_dir / "metrics.json").read_text())
     b = json.loads((baseline / "metrics.json").read_text()) if baseline and (baseline / "metrics.json").exists() else {}
-    t = train_summary(model_dir / "train_log.jsonl")
+    from training.train import stage_logs
+
+    stages = [train_summary(p) for p in stage_logs(model_dir)]
+    t = stages[-1]
     lv = cfg["levels"]
     arch = "; ".join(
         f"level {i}: d={x['d_model']}, C={x['n_latents']}, S={x['seg_len']}, layers "
@@ -102,12 +126,10 @@ def write_card(model_dir: Path, command: str, baseline: Path | None, bench: Path
         "(sha1-of-title rule) are never trained on. Fraction of training characters in the buffers: "
         f"{fmt(t['fraction'])}.",
         f"- **Architecture:** {arch}; {fmt(t['params'])} parameters; UTF-8 byte alphabet.",
-        f"- **Hardware:** {platform.machine()} CPU, {t['train_config'].get('threads', '?')} torch thread(s), "
-        f"torch {torch.__version__}, fp32.",
-        f"- **Steps:** {t['steps']} (level 0 alone for the first {t['train_config'].get('upper_levels_from', 0)}); "
-        f"**characters seen:** {fmt(t['chars_seen'])}; **wall-clock:** {fmt(t['wall_clock_min'])} min; "
-        f"median throughput {fmt(t['median_chars_per_sec'])} characters/s; non-finite steps skipped: "
-        f"{fmt(t['bad_steps'])}.",
+        f"- **Hardware:** {platform.machine()} CPU (2 cores), torch {torch.__version__}, fp32.",
+        *[f"- **Stage {i}:** {stage_line(st)}" for i, st in enumerate(stages, 1)],
+        f"- **In total:** {fmt(sum(st['chars_seen'] or 0 for st in stages))} characters seen in "
+        f"{fmt(sum(st['wall_clock_min'] or 0 for st in stages))} min of training.",
         f"- **Weights:** EMA ({t['train_config'].get('ema')}) of the training weights, safetensors shards < 16 MB.",
         "",
         "## Held-out metrics",

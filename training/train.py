@@ -165,6 +165,19 @@ def init_from_release(model: Zonkey, cfg: TrainConfig) -> int:
     return k
 
 
+def stage_logs(d: Path) -> list[Path]:
+    """Training logs of a release directory, oldest stage first: train_log_stage1.jsonl, ...,
+    then train_log.jsonl (the stage that wrote the weights)."""
+    earlier = sorted(d.glob("train_log_stage*.jsonl"), key=lambda p: int(p.stem.rsplit("stage", 1)[1] or 0))
+    return earlier + ([d / "train_log.jsonl"] if (d / "train_log.jsonl").exists() else [])
+
+
+def carry_stage_logs(src: Path, rel: Path) -> None:
+    """Copy the logs of the stages behind `init_from` into a release as train_log_stage{i}.jsonl."""
+    for i, p in enumerate(stage_logs(src), 1):
+        shutil.copy(p, rel / f"train_log_stage{i}.jsonl")
+
+
 def freeze_lower_levels(model: Zonkey, n: int) -> None:
     """No gradient for the embedding and the lowest n levels (n = 0: nothing frozen)."""
     for module in [model.embed, *model.levels[:n]] if n else []:
@@ -347,6 +360,8 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
                 "world_size": world,
             }
         )
+    elif rank == 0:
+        log({"event": "resume", "step": step, "train_config": asdict(cfg)})
     t_start = time.time()
     stop_reason = "max_steps"
     bar = tqdm(total=cfg.max_steps, initial=step, disable=rank != 0, dynamic_ncols=True)
@@ -432,6 +447,8 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
             rel = out / "release"
             ema.save_pretrained(rel)
             shutil.copy(log_path, rel / "train_log.jsonl")
+            if cfg.init_from:
+                carry_stage_logs(Path(cfg.init_from), rel)
     if world > 1:
         import torch.distributed as dist
 
