@@ -81,10 +81,29 @@ def load_card(model_dir: Path | None) -> ModelCard:
     card.metrics, note = read_json(model_dir / "metrics.json")
     if note:
         card.notes.append(note)
-    card.log, note = read_jsonl(model_dir / "train_log.jsonl")
+    card.log, note = read_stage_logs(model_dir)
     if note:
         card.notes.append(note)
     return card
+
+
+def read_stage_logs(model_dir: Path) -> tuple[list[dict], str | None]:
+    """The training log of a checkpoint as one curve: the logs of earlier training stages
+    (train_log_stage1.jsonl, ...) first, then train_log.jsonl, each stage's steps shifted to start
+    where the previous stage ended; with several stages every record carries its `stage` (1, 2, ...)."""
+    earlier = sorted(model_dir.glob("train_log_stage*.jsonl"), key=lambda p: int(p.stem[15:] or 0))
+    records, offset, notes = [], 0, []
+    for i, path in enumerate([*earlier, model_dir / "train_log.jsonl"], 1):
+        recs, note = read_jsonl(path)
+        notes += [note] if note else []
+        last = 0
+        for r in recs:
+            if is_number(r.get("step")):
+                last = max(last, r["step"])
+                r = {**r, "step": r["step"] + offset}
+            records.append({**r, "stage": i} if earlier else r)
+        offset += last
+    return records, "; ".join(notes) or None
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, object]:

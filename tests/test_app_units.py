@@ -174,6 +174,14 @@ def test_load_card_degrades_gracefully(tmp_path):
     assert card.log == [{"step": 1, "loss": 2.0}] and "malformed" in card.notes[0]
 
 
+def test_stage_logs_become_one_curve(tmp_path):
+    (tmp_path / "train_log_stage1.jsonl").write_text('{"event": "start"}\n{"step": 10, "loss": 3.0}\n')
+    (tmp_path / "train_log.jsonl").write_text('{"step": 5, "loss": 2.0}\n{"step": 7, "split": "heldout"}\n')
+    log, note = modelcard.read_stage_logs(tmp_path)
+    assert note is None
+    assert [(r.get("step"), r["stage"]) for r in log] == [(None, 1), (10, 1), (15, 2), (17, 2)]
+
+
 def test_compare_metrics_uses_metric_direction():
     small = {"recon": {"accuracy": 0.8}, "bpc": 2.0}
     assert modelcard.compare_metrics({"recon": {"accuracy": 0.9}, "bpc": 1.5}, small) == 1
