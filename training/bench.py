@@ -1,7 +1,8 @@
 """Speed benchmark: `python -m training.bench [--model DIR] [--out-dir DIR]` prints one table.
 
 Rows (2 CPU threads unless --threads): training throughput of the `small` preset (forward +
-backward + AdamW step, both levels, real Wikipedia batches of 8 x 512 bytes), `segment` of 2,000
+backward + AdamW step, both levels, real Wikipedia batches of 8 x 512 bytes) in one process and
+with two DDP processes of one thread each (`_ddp_2x1`, 8 documents per process), `segment` of 2,000
 characters, `infill` of a one-word and a five-word gap in a ~300-character paragraph (20 steps),
 `generate` of one top-level segment (20 steps) and its characters/second, and peak resident memory.
 When the AR baseline checkpoint exists, its training throughput and generation speed at equal
@@ -13,8 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -60,6 +65,25 @@ def train_throughput(steps: int = 8) -> float:
     return statistics.median(rates)
 
 
+def train_throughput_ddp(steps: int = 8, procs: int = 2) -> float:
+    """The same measurement with `procs` DDP processes of one thread each (gloo), through the real
+    training script (`torchrun ... -m training.train`, both levels from step 0, fresh `small`
+    weights, 8 documents per process): median characters/second over all processes, steps 3 on."""
+    with tempfile.TemporaryDirectory() as d:
+        cmd = [
+            *(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(procs)),
+            *("--master_port", str(29600 + os.getpid() % 300), "-m", "training.train"),
+            *("--config", "training/configs/small.json", f"--out_dir={d}", f"--max_steps={steps + 2}"),
+            *("--threads=1", "--upper_levels_from=0", "--upper_levels_until=0", "--log_every=1"),
+            *("--eval_every=1000000", "--ckpt_every=1000000", "--export=false", "--max_minutes=0"),
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        if proc.returncode:
+            raise RuntimeError(f"DDP benchmark failed:\n{proc.stderr[-2000:]}")
+        recs = [json.loads(line) for line in (Path(d) / "train_log.jsonl").read_text().splitlines()]
+    return statistics.median(r["chars_per_sec"] for r in recs if "chars_per_sec" in r and r["step"] > 2)
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -76,6 +100,7 @@ def run(model_dir: str | None, threads: int) -> dict:
     long_text = " ".join(x for _, x in local_split("heldout"))[:2000]
     rows = {}
     rows["train_chars_per_sec_small"] = train_throughput()
+    rows["train_chars_per_sec_small_ddp_2x1"] = train_throughput_ddp()
     rows["segment_2000_chars_ms"] = 1000 * timeit(lambda: model.segment(long_text))
     rows["infill_1_word_20_steps_ms"] = 1000 * timeit(lambda: model.infill(PARAGRAPH, [gap(PARAGRAPH, 1)], steps=20))
     rows["infill_5_words_20_steps_ms"] = 1000 * timeit(lambda: model.infill(PARAGRAPH, [gap(PARAGRAPH, 5)], steps=20))
