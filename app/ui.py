@@ -57,21 +57,28 @@ def load_examples() -> dict:
 
 
 def upper_level_caveat(service: ModelService) -> str:
-    """A warning when this checkpoint's own metrics.json shows its upper level is not usable
-    (reconstruction through all levels below 50 %): word-level infill and generation then produce
-    gibberish, and users should know before they try them."""
+    """A warning when this checkpoint's own metrics.json shows its upper level is weak
+    (reconstruction through all levels below 90 %, the training goal): below 50 % word-level
+    infill and generation produce gibberish; between 50 % and 90 % they produce rough text with
+    misspelled words. Users should know before they try them."""
     from app.modelcard import read_json
 
     if service.model_dir is None:
         return ""
     metrics, _ = read_json(service.model_dir / "metrics.json")
     acc = (metrics or {}).get("recon_acc_all")
-    if not isinstance(acc, (int, float)) or acc >= 0.5:
+    if not isinstance(acc, (int, float)) or acc >= 0.9:
         return ""
+    if acc < 0.5:
+        what = "is not trained to a usable state"
+        effect = "word-level infill and generation produce gibberish"
+    else:
+        what = "is only partly trained"
+        effect = "word-level infill and generation give rough text with many misspelled words"
     return (
-        '<br><span id="zk-caveat">⚠ Level 1 (sentence level) of this checkpoint is not trained to a usable state '
-        f"(reconstruction through both levels: {acc:.2f}); word-level infill and generation produce gibberish. "
-        "Level 0 (inside words, the Tokenization tab) is the trained part; see the Model tab.</span>"
+        f'<br><span id="zk-caveat">⚠ Level 1 (sentence level) of this checkpoint {what} '
+        f"(reconstruction through both levels: {acc:.2f}); {effect}. "
+        "Level 0 (inside words, the Tokenization tab) is the stronger part; see the Model tab.</span>"
     )
 
 

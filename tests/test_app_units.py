@@ -424,7 +424,9 @@ def test_banner_warns_when_the_upper_level_is_not_usable(service, tmp_path):
 
     svc = ModelService(service.model, name="zonkey-small", model_dir=tmp_path)
     (tmp_path / "metrics.json").write_text(json.dumps({"recon_acc_all": -0.33}))
-    assert "zk-caveat" in banner_html(svc) and "-0.33" in banner_html(svc)
+    assert "zk-caveat" in banner_html(svc) and "-0.33" in banner_html(svc) and "gibberish" in banner_html(svc)
+    (tmp_path / "metrics.json").write_text(json.dumps({"recon_acc_all": 0.8}))
+    assert "only partly trained" in banner_html(svc) and "0.80" in banner_html(svc)
     (tmp_path / "metrics.json").write_text(json.dumps({"recon_acc_all": 0.95}))
     assert "zk-caveat" not in banner_html(svc)
     (tmp_path / "metrics.json").unlink()
