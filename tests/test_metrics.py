@@ -11,6 +11,7 @@ from training.metrics import (
     cer,
     chars_per_segment,
     distinct_n,
+    is_single_valid_word,
     levenshtein,
     match_boundaries,
     sentence_starts,
@@ -138,6 +139,11 @@ def test_valid_word_rate():
     assert valid_word_rate("The cat sat", vocab) == 1.0
     assert valid_word_rate("The cat zzq", vocab) == pytest.approx(2 / 3)
     assert valid_word_rate("", vocab) == 0.0 and valid_word_rate("123 !!", vocab) == 0.0
+    # every letter is in a real vocabulary (initials); only "a" and "i" count as words
+    vocab |= {"a", "i", "r", "s"}
+    assert valid_word_rate("a cat r s", vocab) == 0.5 and valid_word_rate("I sat", vocab) == 1.0
+    assert is_single_valid_word(" cat ", vocab) and is_single_valid_word("A", vocab)
+    assert not is_single_valid_word("r", vocab) and not is_single_valid_word("the cat", vocab)
 
 
 def test_distinct_n():

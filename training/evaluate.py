@@ -32,6 +32,7 @@ from training.metrics import (
     boundary_prf,
     cer,
     distinct_n,
+    fill_validity,
     sentence_starts,
     valid_word_rate,
     word_starts,
@@ -119,7 +120,7 @@ def eval_infill(model, sentences, vocab, k_words: int, steps: int, seed: int, le
         fs, fe = res.filled[0]
         fill, ref = res.text[fs:fe].strip(), s[a:b]
         exact += fill == ref
-        valid += valid_word_rate(fill, vocab) if k_words > 1 else float(fill.lower() in vocab)
+        valid += fill_validity(fill, vocab, k_words)
         cers.append(cer(fill, ref))
         n += 1
     tag = ("infill_1w" if k_words == 1 else f"infill_{k_words}w") + tag_suffix

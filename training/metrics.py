@@ -145,15 +145,36 @@ def words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
 
 
+SINGLE_LETTER_WORDS = frozenset({"a", "i"})
+
+
+def is_valid_word(word: str, vocab: set[str]) -> bool:
+    """A lowercased alphabetic word of the training vocabulary; of single letters only "a" and "i"
+    count (the vocabulary holds every letter, from initials such as "J. Smith", and a one-letter
+    fill must not pass as a valid word)."""
+    return word in vocab and (len(word) > 1 or word in SINGLE_LETTER_WORDS)
+
+
 def valid_word_rate(text: str, vocab: set[str]) -> float:
-    """Fraction of the alphabetic words of `text` (lowercased) that are in `vocab`.
+    """Fraction of the alphabetic words of `text` (lowercased) that are valid words (`is_valid_word`).
 
     A text without any alphabetic word scores 0.0, not NaN: an empty or letterless fill is not a valid word.
     """
     found = words(text)
     if not found:
         return 0.0
-    return sum(w in vocab for w in found) / len(found)
+    return sum(is_valid_word(w, vocab) for w in found) / len(found)
+
+
+def is_single_valid_word(fill: str, vocab: set[str]) -> bool:
+    """The whole (stripped) fill is exactly one valid word: the single-word infill criterion."""
+    return is_valid_word(fill.strip().lower(), vocab)
+
+
+def fill_validity(fill: str, vocab: set[str], k_words: int) -> float:
+    """Infill score of a fill for a gap of k_words words: 1.0 / 0.0 whether a single-word gap got
+    exactly one valid word; the valid-word rate of the fill for longer gaps."""
+    return float(is_single_valid_word(fill, vocab)) if k_words == 1 else valid_word_rate(fill, vocab)
 
 
 def distinct_n(text: str, n: int = 2) -> float:

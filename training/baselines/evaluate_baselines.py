@@ -54,7 +54,7 @@ from training.baselines.patchers import (
 )
 from training.data import heldout_sentences, local_split, training_vocabulary
 from training.evaluate import mask_words, paragraphs
-from training.metrics import boundary_prf, cer, distinct_n, valid_word_rate, word_starts
+from training.metrics import boundary_prf, cer, distinct_n, fill_validity, valid_word_rate, word_starts
 
 DEFAULT_TARGET = 5.5  # chars per segment when no Zonkey metrics are given
 SEGMENTERS = ("entropy_global", "entropy_monotonic", "fixed", "whitespace")
@@ -136,7 +136,7 @@ def eval_ar_infill(
         for method, fill in (("left", fills[0]), ("rescore", fills[int(np.argmax(ll))])):
             sc = scores[method]
             sc["exact"].append(float(fill == ref))
-            sc["valid"].append(valid_word_rate(fill, vocab) if k_words > 1 else float(fill.lower() in vocab))
+            sc["valid"].append(fill_validity(fill, vocab, k_words))
             sc["cer"].append(cer(fill, ref))
     tag = "infill_1w" if k_words == 1 else f"infill_{k_words}w"
     out: dict[str, Any] = {}
