@@ -253,3 +253,18 @@ def test_stitch_cuts_at_the_real_stitched_length(tiny_model):
         out = st.stitch(u, log_existence(beta))
     assert out.shape == (sum(lengths), d)
     assert torch.equal(out[-7:], u[2, :7])  # the last window is placed unrefined and cut at its end
+
+
+def test_level1_auto_length_with_right_context_uses_the_gap_estimate(tiny_model, sentence, monkeypatch):
+    import zonkey.infill as zi
+
+    calls = []
+    real = zi._candidates
+    monkeypatch.setattr(zi, "_candidates", lambda *a: calls.append(a) or real(*a))
+    s = sentence.index("African")
+    span = (s, s + len("African"))
+    tiny_model.infill(sentence, [span], level=1, length="auto", steps=2)
+    assert calls == []  # context on both sides: the estimate is the only slot count
+    tiny_model.infill(sentence, [span], level=1, length="keep", steps=2)
+    tiny_model.infill(sentence[: span[1]], [span], level=1, length="auto", steps=2)  # open end
+    assert len(calls) == 2
