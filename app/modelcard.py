@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zonkey.checkpoint import LOG_NAME, stage_logs
+
 _FRONT_MATTER = re.compile(r"\A---\s*\n.*?\n---\s*\n", re.S)
 HIGHER_IS_BETTER = ("acc", "f1", "exact", "valid", "precision", "recall", "distinct")
 LOWER_IS_BETTER = ("cer", "bpc", "bits", "loss", "error")
@@ -91,9 +93,10 @@ def read_stage_logs(model_dir: Path) -> tuple[list[dict], str | None]:
     """The training log of a checkpoint as one curve: the logs of earlier training stages
     (train_log_stage1.jsonl, ...) first, then train_log.jsonl, each stage's steps shifted to start
     where the previous stage ended; with several stages every record carries its `stage` (1, 2, ...)."""
-    earlier = sorted(model_dir.glob("train_log_stage*.jsonl"), key=lambda p: int(p.stem[15:] or 0))
+    paths = [p for p in stage_logs(model_dir) if p.name != LOG_NAME] + [model_dir / LOG_NAME]
+    several = len(paths) > 1
     records, offset, notes = [], 0, []
-    for i, path in enumerate([*earlier, model_dir / "train_log.jsonl"], 1):
+    for i, path in enumerate(paths, 1):
         recs, note = read_jsonl(path)
         notes += [note] if note else []
         last = 0
@@ -101,7 +104,7 @@ def read_stage_logs(model_dir: Path) -> tuple[list[dict], str | None]:
             if is_number(r.get("step")):
                 last = max(last, r["step"])
                 r = {**r, "step": r["step"] + offset}
-            records.append({**r, "stage": i} if earlier else r)
+            records.append({**r, "stage": i} if several else r)
         offset += last
     return records, "; ".join(notes) or None
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from zonkey.checkpoint import stage_logs
+
 ROWS = [
     ("Reconstruction accuracy, level 0 (1 − CER)", "recon_acc_l0", None),
     ("Reconstruction accuracy, through both levels", "recon_acc_all", None),
@@ -101,8 +103,6 @@ def write_card(model_dir: Path, command: str, baseline: Path | None, bench: Path
     cfg = json.loads((model_dir / "config.json").read_text())
     m = json.loads((model_dir / "metrics.json").read_text())
     b = json.loads((baseline / "metrics.json").read_text()) if baseline and (baseline / "metrics.json").exists() else {}
-    from training.train import stage_logs
-
     stages = [train_summary(p) for p in stage_logs(model_dir)]
     t = stages[-1]
     lv = cfg["levels"]

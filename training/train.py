@@ -31,7 +31,7 @@ from tqdm import tqdm
 from training.data import PackedBatches, heldout_sentences, local_split
 from training.loop import GuardedStep, resolve_device
 from zonkey import Zonkey, ZonkeyConfig
-from zonkey.checkpoint import CheckpointError
+from zonkey.checkpoint import CheckpointError, stage_logs
 
 STATE_NAME = "state.pt"
 
@@ -132,10 +132,9 @@ def model_config(cfg: TrainConfig) -> ZonkeyConfig:
     return ZonkeyConfig.preset(cfg.model)
 
 
-def init_from_release(model: Zonkey, cfg: TrainConfig) -> int:
+def init_from_release(model: Zonkey, cfg: TrainConfig) -> None:
     """Copy the embedding and the lowest `cfg.init_levels` levels (0 = all) from the release
-    directory `cfg.init_from`; the other levels keep their fresh initialisation. Returns the
-    number of levels copied."""
+    directory `cfg.init_from`; the other levels keep their fresh initialisation."""
     from zonkey.checkpoint import load_tensors, read_config
 
     src = Path(cfg.init_from)
@@ -156,20 +155,10 @@ def init_from_release(model: Zonkey, cfg: TrainConfig) -> int:
             )
     state = load_tensors(src)
     keep = ("embed.",) + tuple(f"levels.{i}." for i in range(k))
-    own = model.state_dict()
     picked = {n: t for n, t in state.items() if n.startswith(keep)}
-    missing = [n for n in own if n.startswith(keep) and n not in picked]
+    missing = [n for n in model.load_state_dict(picked, strict=False).missing_keys if n.startswith(keep)]
     if missing:
         raise CheckpointError(f"{cfg.init_from}: missing tensors {missing[:5]}")
-    model.load_state_dict(picked, strict=False)
-    return k
-
-
-def stage_logs(d: Path) -> list[Path]:
-    """Training logs of a release directory, oldest stage first: train_log_stage1.jsonl, ...,
-    then train_log.jsonl (the stage that wrote the weights)."""
-    earlier = sorted(d.glob("train_log_stage*.jsonl"), key=lambda p: int(p.stem.rsplit("stage", 1)[1] or 0))
-    return earlier + ([d / "train_log.jsonl"] if (d / "train_log.jsonl").exists() else [])
 
 
 def carry_stage_logs(src: Path, rel: Path) -> None:
@@ -292,8 +281,6 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
 
     # model, EMA, optimizer
     model = Zonkey(mcfg).to(device)
-    if cfg.frozen_levels >= model.num_levels:
-        raise ValueError(f"TrainConfig.frozen_levels={cfg.frozen_levels} must be < the model's {model.num_levels}")
     if cfg.init_from and not resume:
         init_from_release(model, cfg)
     freeze_lower_levels(model, cfg.frozen_levels)  # on resume the weights come from state.pt

@@ -19,6 +19,15 @@ WEIGHTS_NAME = "model.safetensors"
 INDEX_NAME = "model.safetensors.index.json"
 MAX_SHARD_BYTES = 15 * 1024 * 1024  # keep every file under 16 MB
 DEFAULT_DIRS = ("assets/models/zonkey-base", "assets/models/zonkey-small")
+LOG_NAME = "train_log.jsonl"  # the log of the training stage that wrote the weights
+
+
+def stage_logs(d) -> list[Path]:
+    """Training logs of a release directory, oldest stage first: train_log_stage1.jsonl, ...
+    (earlier stages, carried by staged training), then train_log.jsonl when it exists."""
+    d = Path(d)
+    earlier = sorted(d.glob("train_log_stage*.jsonl"), key=lambda p: int(p.stem.rsplit("stage", 1)[1] or 0))
+    return earlier + ([d / LOG_NAME] if (d / LOG_NAME).exists() else [])
 
 
 class CheckpointError(ValueError):

@@ -41,8 +41,7 @@ def encode_ids(model, ids: list[int], threshold: float = 0.5, top: int | None = 
     for i in range(top + 1):
         level = model.levels[i]
         lengths = torch.tensor([x.shape[1]], device=x.device)
-        win, beta = level.split(x, lengths, threshold=threshold)
-        z = level.compressor(win.x, win.logp, win.valid)  # (m, c, d)
+        win, beta, z = level.encode(x, lengths, threshold=threshold)  # z: (m, c, d)
         out.append(LevelCode(beta[0], win, z))
         x = z.flatten(1)[None]  # (1, m, c*d): next level's inputs
     return out

@@ -67,12 +67,17 @@ class ZonkeyLevel(nn.Module):
             return char_ce(x, win.ids, emb, w)
         return info_nce(x, win.x, pool, w, self.cfg.contrastive_negatives, pos_cos=pos_cos)
 
+    def encode(self, x, lengths, threshold: float = 0.5):
+        """Deterministic split + compress (the inference rule).
+        x: (b, n, d), lengths: (b,) -> (windows, beta (b, n), z (m, c, d))."""
+        win, beta = self.split(x, lengths, threshold=threshold)
+        return win, beta, self.compressor(win.x, win.logp, win.valid)
+
     @torch.no_grad()
     def encode_frozen(self, x, lengths, threshold: float = 0.5) -> LevelPass:
-        """A frozen level during staged training: deterministic split + compress, no loss terms.
+        """A frozen level during staged training: `encode` without gradient, no loss terms.
         x: (b, n, d), lengths: (b,) -> LevelPass with z (m, c, d) and empty terms."""
-        win, _ = self.split(x, lengths, threshold=threshold)
-        z = self.compressor(win.x, win.logp, win.valid)
+        win, _, z = self.encode(x, lengths, threshold=threshold)
         m = win.doc.numel()
         stats = {"segments": float(m), "chars_per_segment": float(lengths.sum()) / max(m, 1)}
         return LevelPass({}, z, win, stats)
