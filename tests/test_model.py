@@ -268,3 +268,53 @@ def test_level1_auto_length_with_right_context_uses_the_gap_estimate(tiny_model,
     tiny_model.infill(sentence, [span], level=1, length="keep", steps=2)
     tiny_model.infill(sentence[: span[1]], [span], level=1, length="auto", steps=2)  # open end
     assert len(calls) == 2
+
+
+def test_hand_up_buffer_is_as_long_as_the_longest_document():
+    from zonkey.model import hand_up
+
+    z = torch.randn(7, 2, 3)
+    doc = torch.tensor([0, 0, 0, 1, 1, 2, 2])
+    rank = torch.tensor([0, 1, 2, 0, 1, 0, 1])
+    x, lengths, dropped = hand_up(z, doc, rank, torch.tensor([3, 2, 2]), cap=10)
+    assert x.shape == (3, 3, 6) and lengths.tolist() == [3, 2, 2] and dropped == 0
+    assert torch.equal(x[1, :2], z[3:5].flatten(1)) and not x[1, 2:].any()
+    x, lengths, dropped = hand_up(z, doc, rank, torch.tensor([3, 2, 2]), cap=2)  # the cap still applies
+    assert x.shape == (3, 2, 6) and lengths.tolist() == [2, 2, 2] and dropped == 1
+
+
+def test_bf16_autocast_forward_matches_float32_and_keeps_losses_in_float32(tiny_model, sentence):
+    """Under CPU bf16 autocast the projections run in bf16 while attention, existence,
+    probabilities and losses stay float32: every term is finite and close to the float32 one."""
+    ids, lengths = _batch(sentence, tiny_model.config.levels[0].doc_len)
+    torch.manual_seed(0)
+    ref = tiny_model(ids, lengths)
+    torch.manual_seed(0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = tiny_model(ids, lengths)
+    assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
+    for lv_ref, lv in zip(ref.terms, out.terms):
+        assert set(lv_ref) == set(lv)
+        for key in lv:
+            assert lv[key].dtype == torch.float32, key
+            assert torch.isfinite(lv[key]), key
+            got, want = float(lv[key].detach()), float(lv_ref[key].detach())
+            assert abs(got - want) <= 0.05 * abs(want) + 0.02, key
+    out.loss.backward()
+    grads = [p.grad for p in tiny_model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(gr).all() for gr in grads)
+    tiny_model.zero_grad(set_to_none=True)
+
+
+def test_fp32_guard_casts_arguments_and_turns_autocast_off():
+    from zonkey._utils import fp32
+
+    @fp32
+    def probe(a, b=None):
+        return a.dtype, b.dtype, torch.is_autocast_enabled("cpu"), (a @ a.t()).dtype
+
+    x = torch.ones(2, 2, dtype=torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert probe(x, b=x) == (torch.float32, torch.float32, False, torch.float32)
+        assert torch.is_autocast_enabled("cpu")  # restored afterwards
+    assert probe(x.float(), b=x)[2] is False

@@ -47,3 +47,58 @@ def test_stitcher_rebuilds_document_from_ground_truth_windows_and_offsets():
             offsets = torch.cat([starts[1:] - starts[:-1], torch.tensor([length]) - starts[-1:]])
             rebuilt = place(w.x[sel], offsets)
             assert torch.equal(rebuilt, x[i, :length])
+
+
+def _direct_local_attention(q, k, v, real, pos, h):
+    """The BOS head's local attention written per query window (the definition)."""
+    import math
+
+    import torch.nn.functional as F
+
+    b, n, d = q.shape
+    w, e = pos.shape[0], d // h
+    half = w // 2
+    q = q.view(b, n, h, e) + pos[half]
+    kp = F.pad(k, (0, 0, half, half)).unfold(1, w, 1).reshape(b, n, h, e, w) + pos.t()
+    vp = F.pad(v, (0, 0, half, half)).unfold(1, w, 1).reshape(b, n, h, e, w)
+    kreal = F.pad(real, (half, half)).unfold(1, w, 1)  # (b, n, w)
+    att = (q[..., None] * kp).sum(-2) / math.sqrt(e)
+    att = att.clamp(-60, 60).masked_fill(~kreal[:, :, None], -1e9).softmax(-1)
+    return (att[:, :, :, None] * vp).sum(-1).reshape(b, n, d)
+
+
+def test_blockwise_local_attention_equals_the_per_query_window():
+    from zonkey.attention import sinusoid_table
+    from zonkey.splitter import local_attention
+
+    g = torch.Generator().manual_seed(0)
+    # block smaller, equal and larger than the sequence; windows shorter and longer than a block
+    cases = ((3, 70, 16, 2, 9, 32), (2, 64, 16, 4, 17, 32), (2, 5, 8, 2, 17, 4), (1, 33, 32, 4, 5, 8))
+    for b, n, d, h, w, block in cases:
+        q, k, v = (torch.randn(b, n, d, generator=g, requires_grad=True) for _ in range(3))
+        lengths = torch.randint(1, n + 1, (b,), generator=g)
+        real = torch.arange(n)[None] < lengths[:, None]
+        pos = sinusoid_table(w, d // h)
+        ref = _direct_local_attention(q, k, v, real, pos, h)
+        out = local_attention(q, k, v, real, pos, h, block=block)
+        m = real[..., None]
+        assert torch.allclose(out * m, ref * m, atol=1e-5)
+        g_ref = torch.autograd.grad((ref * m).square().sum(), (q, k, v))
+        g_out = torch.autograd.grad((out * m).square().sum(), (q, k, v))
+        for a, c in zip(g_ref, g_out):
+            assert torch.allclose(a, c, atol=1e-4)
+
+
+def test_splitter_regularizers_do_not_depend_on_the_padding_after_a_document():
+    from zonkey.splitter import splitter_regularizers
+
+    g = torch.Generator().manual_seed(1)
+    beta = torch.rand(3, 40, generator=g) * 0.5
+    lengths = torch.tensor([40, 25, 7])  # the first fills its buffer
+    terms, r = splitter_regularizers(beta, lengths, 16, 4, 0.25)
+    padded = torch.nn.functional.pad(beta, (0, 30), value=0.3)  # arbitrary values past the ends
+    terms2, r2 = splitter_regularizers(padded, lengths, 16, 4, 0.25)
+    assert torch.allclose(r, r2)
+    for key in terms:
+        assert torch.allclose(terms[key], terms2[key], atol=1e-6), key
+    assert terms["short"] > 0 and terms["patch"] > 0

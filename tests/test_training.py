@@ -165,3 +165,12 @@ def test_ddp_two_cpu_processes_on_gloo(tmp_path):
     assert log[0]["world_size"] == 2
     assert log[-1]["event"] == "end" and log[-1]["step"] == 2
     assert load_state(out / "state.pt")["step"] == 2
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path):
+    main(replace(_cfg(tmp_path, "bf16", max_steps=3, log_every=1), bf16=True))
+    log = [json.loads(line) for line in (tmp_path / "bf16" / "train_log.jsonl").read_text().splitlines()]
+    steps = [r for r in log if "lr" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3]
+    assert all(r["loss"] == r["loss"] and abs(r["loss"]) < 1e4 for r in steps)  # finite, trained on
+    assert not any(r.get("event") == "nonfinite" for r in log)

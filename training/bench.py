@@ -1,7 +1,8 @@
 """Speed benchmark: `python -m training.bench [--model DIR] [--out-dir DIR]` prints one table.
 
 Rows (2 CPU threads unless --threads): training throughput of the `small` preset (forward +
-backward + AdamW step, both levels, real Wikipedia batches of 8 x 512 bytes) in one process and
+backward + AdamW step, both levels, real Wikipedia batches of 8 x 512 bytes) in one process, in
+float32 and with bf16 autocast (`_bf16`, as `--bf16=true` trains; also at 16 documents per step), and
 with two DDP processes of one thread each (`_ddp_2x1`, 8 documents per process), `segment` of 2,000
 characters, `infill` of a one-word and a five-word gap in a ~300-character paragraph (20 steps),
 `generate` of one top-level segment (20 steps) and its characters/second, and peak resident memory.
@@ -46,17 +47,19 @@ def timeit(fn, repeat: int = 5, warmup: int = 1) -> float:
     return statistics.median(ts)
 
 
-def train_throughput(steps: int = 8) -> float:
+def train_throughput(steps: int = 8, batch_size: int = 8, bf16: bool = False) -> float:
+    """Median characters/second of `steps` training steps (after 2 warm-up steps) of a fresh `small`."""
     torch.manual_seed(0)
     model = Zonkey(ZonkeyConfig.preset("small")).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    texts = [x for _, x in local_split("train")][:400]
-    data = PackedBatches(texts, 8, model.config.levels[0].doc_len, seed=0)
+    texts = [x for _, x in local_split("train")][: 50 * batch_size]
+    data = PackedBatches(texts, batch_size, model.config.levels[0].doc_len, seed=0)
     rates = []
     for i in range(steps + 2):
         ids, lengths = next(data)
         t0 = time.perf_counter()
-        out = model(ids, lengths)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(ids, lengths)
         out.loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -100,6 +103,8 @@ def run(model_dir: str | None, threads: int) -> dict:
     long_text = " ".join(x for _, x in local_split("heldout"))[:2000]
     rows = {}
     rows["train_chars_per_sec_small"] = train_throughput()
+    rows["train_chars_per_sec_small_bf16"] = train_throughput(bf16=True)
+    rows["train_chars_per_sec_small_bf16_16docs"] = train_throughput(batch_size=16, bf16=True)
     rows["train_chars_per_sec_small_ddp_2x1"] = train_throughput_ddp()
     rows["segment_2000_chars_ms"] = 1000 * timeit(lambda: model.segment(long_text))
     rows["infill_1_word_20_steps_ms"] = 1000 * timeit(lambda: model.infill(PARAGRAPH, [gap(PARAGRAPH, 1)], steps=20))

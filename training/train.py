@@ -62,7 +62,8 @@ class TrainConfig:
     max_bad_steps: int = 20  # consecutive non-finite losses before stopping
     threads: int = 2  # torch CPU threads
     device: str = "auto"  # "auto", "cpu" or "cuda"
-    bf16: bool = False  # bf16 autocast on CUDA (the existence cumsum stays fp32)
+    bf16: bool = False  # bf16 autocast on CUDA or CPU: projections and feed-forwards in bf16; attention,
+    # existence, probabilities and every loss stay fp32 (zonkey._utils.fp32)
     export: bool = True  # write <out_dir>/release at the end
 
     def __post_init__(self):
@@ -352,7 +353,7 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
     t_start = time.time()
     stop_reason = "max_steps"
     bar = tqdm(total=cfg.max_steps, initial=step, disable=rank != 0, dynamic_ncols=True)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 and device.type == "cuda" else None
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else None
     model.train()
     while step < cfg.max_steps:
         if cfg.max_minutes and (time.time() - t_start) / 60 > cfg.max_minutes:

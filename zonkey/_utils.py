@@ -1,7 +1,9 @@
-"""Small numeric helpers shared by every module: sphere radii and projections."""
+"""Small numeric helpers shared by every module: sphere radii and projections, and the fp32
+guard for mixed precision."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -17,3 +19,27 @@ def rho(n: int) -> float:
 def to_sphere(x: torch.Tensor, radius: float, dim: int = -1) -> torch.Tensor:
     """Project `x` onto the sphere of `radius` along `dim` (zero vectors stay finite)."""
     return radius * x / x.norm(dim=dim, keepdim=True).clamp_min(1e-8)
+
+
+def _up(a):
+    return a.float() if torch.is_tensor(a) and a.is_floating_point() and a.dtype != torch.float32 else a
+
+
+def fp32(fn):
+    """Run `fn` in full precision under bf16 autocast: autocast is switched off inside and its
+    floating tensor arguments are cast to float32. Used for every loss, probability and existence
+    computation (logits 2*atanh(cos) need cos < 1 - 1e-6, which bf16 cannot represent; beta
+    clamped to 1 - EPS rounds to 1 in bf16 and log(1 - beta) becomes -inf). Without autocast it
+    only passes float32 tensors through."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        args = tuple(_up(a) for a in args)
+        kwargs = {k: _up(v) for k, v in kwargs.items()}
+        dev = next((a.device.type for a in (*args, *kwargs.values()) if torch.is_tensor(a)), "cpu")
+        if not torch.is_autocast_enabled(dev):
+            return fn(*args, **kwargs)
+        with torch.autocast(dev, enabled=False):
+            return fn(*args, **kwargs)
+
+    return wrapper

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zonkey._utils import EPS
+from zonkey._utils import EPS, fp32
 
 
 def log_existence(beta: torch.Tensor) -> torch.Tensor:
@@ -56,6 +56,14 @@ def sinusoid_table(n: int, dim: int) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 
 
+@fp32
+def _attend(q, k, v, bias):
+    """Scaled-dot-product attention with the additive existence bias, always in float32: under
+    bf16 autocast the projections run in bf16, the attention itself does not (METHOD §4; CPU bf16
+    attention backward also measured 5x slower than float32)."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+
+
 class Attention(nn.Module):
     """Multi-head self- or cross-attention with output gating and sinusoidal positions added to
     Q and K per head. `bias` is an additive (b, 1, tq, tk) float mask (Probabilistic Attention)."""
@@ -86,7 +94,7 @@ class Attention(nn.Module):
         tq, tk = q.shape[2], k.shape[2]
         pq = self.pos[:tq] if q_pos is None else self.pos[q_pos][:, None]  # (tq, e) | (b, 1, tq, e)
         pk = self.pos[:tk] if k_pos is None else self.pos[k_pos][:, None]
-        out = F.scaled_dot_product_attention(q + pq, k + pk, v, attn_mask=bias)  # (b, h, tq, e)
+        out = _attend(q + pq, k + pk, v, bias)  # (b, h, tq, e)
         out = out * torch.sigmoid(self._heads(g))
         return self.o(out.transpose(1, 2).flatten(2))  # (b, tq, d)
 

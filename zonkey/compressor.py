@@ -46,5 +46,5 @@ class Compressor(nn.Module):
         x = to_sphere(x, self.r_in) * valid[..., None]
         x = x + self.conv_ln(F.gelu(self.conv(x.transpose(1, 2)).transpose(1, 2)))
         _, h = self.encode_tokens(x, logp, valid, return_residual=True)
-        z = h[:, : self.c] - self.cls  # (m, c, d): what the layers added to the learned queries
+        z = h[:, : self.c].float() - self.cls  # (m, c, d): what the layers added to the learned queries
         return to_sphere(z.flatten(1), self.r_out).view_as(z)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from zonkey._utils import rho, to_sphere
+from zonkey._utils import fp32, rho, to_sphere
 from zonkey.attention import Encoder, log_existence
 
 BOS_LOGIT_OFFSET = -2.0  # fixed offset of the decoder BOS head (sigmoid(-2) = 0.12), as released
@@ -42,6 +42,7 @@ class DecoderBOSHead(nn.Module):
         self.lin = nn.Linear(d, 1)
         self.scale = 1.0 / math.sqrt(d)
 
+    @fp32
     def forward(self, u):
         logit = (self.lin(u).squeeze(-1) * self.scale + BOS_LOGIT_OFFSET).clamp(-13.8, 13.8)
         return torch.sigmoid(logit)  # (m, s)
@@ -76,6 +77,6 @@ class Decoder(nn.Module):
         draft_logp = log_existence(self.bos(u[:, -self.s :]))  # (m, s)
         lp = torch.cat([draft_logp.new_zeros(m, 1 + self.c), draft_logp], dim=1)
         h = self.denoiser(u, lp)[:, -self.s :]  # (m, s, d)
-        x = to_sphere(h, self.r)
+        x = to_sphere(h.float(), self.r)
         beta = self.bos(x)
         return Decoded(x, beta, log_existence(beta))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from zonkey._utils import rho, to_sphere
+from zonkey._utils import fp32, rho, to_sphere
 
 
 def add_noise(z: torch.Tensor, t: torch.Tensor, generator=None) -> torch.Tensor:
@@ -34,6 +34,7 @@ def sample_clean_t(m: int, t_max: float, generator=None, device=None) -> torch.T
     return t_max * (1 - u ** (1 / 3))
 
 
+@fp32
 def relaxed_targets(h, a, x, w, t_min: float = 0.0):
     """Segment relaxation of the dirty pass ("Mixed" target, METHOD §9).
 

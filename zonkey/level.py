@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zonkey._utils import rho, to_sphere
+from zonkey._utils import fp32, rho, to_sphere
 from zonkey.compressor import Compressor
 from zonkey.config import LevelConfig, ZonkeyConfig
 from zonkey.decoder import Decoder
@@ -74,8 +74,10 @@ class ZonkeyLevel(nn.Module):
         return win, beta, self.compressor(win.x, win.logp, win.valid)
 
     @torch.no_grad()
+    @fp32
     def encode_frozen(self, x, lengths, threshold: float = 0.5) -> LevelPass:
-        """A frozen level during staged training: `encode` without gradient, no loss terms.
+        """A frozen level during staged training: `encode` without gradient, no loss terms, in
+        float32 also under bf16 autocast (the levels above train on exactly what inference gives).
         x: (b, n, d), lengths: (b,) -> LevelPass with z (m, c, d) and empty terms."""
         win, _, z = self.encode(x, lengths, threshold=threshold)
         m = win.doc.numel()

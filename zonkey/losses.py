@@ -1,5 +1,6 @@
 """Stateless loss functions of METHOD §10. They take tensors and weights and return scalars;
-weighting across terms happens in `ZonkeyLevel` with `LossWeights`.
+weighting across terms happens in `ZonkeyLevel` with `LossWeights`. Every one runs in float32
+(`fp32`), also under bf16 autocast.
 
 Axes: m windows, s positions, d dim, v vocabulary (256 bytes), k negatives.
 """
@@ -9,14 +10,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from zonkey._utils import EPS
+from zonkey._utils import EPS, fp32
+
+POOL_CAP = 1024  # most pool vectors one InfoNCE call scores against
 
 
+@fp32
 def cos_logits(cos: torch.Tensor) -> torch.Tensor:
     """2 * atanh(cos), cos clamped to +-(1 - 1e-6): the release's logit of a cosine."""
     return 2 * torch.atanh(cos.clamp(-1 + 1e-6, 1 - 1e-6))
 
 
+@fp32
 def char_logits(x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
     """(..., d) vectors, (v, d) tied embeddings -> (..., v) logits 2*atanh(cos)."""
     cos = F.normalize(x, dim=-1) @ F.normalize(emb, dim=-1).t()
@@ -27,6 +32,7 @@ def weighted_mean(values: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return (values * w).sum() / w.sum().clamp_min(1e-8)
 
 
+@fp32
 def char_ce(x: torch.Tensor, ids: torch.Tensor, emb: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Level-0 reconstruction: share-weighted CE of tied-embedding cosine logits.
     x: (m, s, d), ids: (m, s), w: (m, s) -> scalar."""
@@ -35,18 +41,23 @@ def char_ce(x: torch.Tensor, ids: torch.Tensor, emb: torch.Tensor, w: torch.Tens
     return weighted_mean(ce, w)
 
 
+@fp32
 def info_nce(x, targets, pool, w, k: int, generator=None, pos_cos=None):
     """Level >= 1 reconstruction: InfoNCE of each predicted vector against its target with k
     negatives drawn uniformly from `pool` (real target vectors of the batch).
 
     x, targets: (m, s, d); pool: (p, d); w: (m, s). pos_cos: optional (m, s) positive cosine
     (the segment-relaxed one of the dirty pass). Negatives equal to the target are masked (P8).
-    The cosines to the whole pool are one matmul; the k negatives are gathered from it."""
+    The cosines to the pool are one matmul and the k negatives are gathered from it; a pool larger
+    than POOL_CAP is first subsampled uniformly, so the cost stays linear in the batch size."""
     xn = F.normalize(x, dim=-1).flatten(0, 1)  # (ms, d)
     tn = F.normalize(targets, dim=-1).flatten(0, 1)
     pn = F.normalize(pool, dim=-1)  # (p, d)
     pos = pos_cos.flatten() if pos_cos is not None else (xn * tn).sum(-1)  # (ms,)
-    idx = torch.randint(0, pool.shape[0], (xn.shape[0], k), generator=generator, device=x.device)  # (ms, k)
+    if pn.shape[0] > POOL_CAP:  # a uniform subset: each row's negatives stay uniform over the pool
+        pick = torch.randperm(pn.shape[0], generator=generator, device=x.device)[:POOL_CAP]
+        pn = pn[pick]
+    idx = torch.randint(0, pn.shape[0], (xn.shape[0], k), generator=generator, device=x.device)  # (ms, k)
     ncos = (xn @ pn.t()).gather(1, idx)  # (ms, k)
     with torch.no_grad():
         same = (tn @ pn.t()).gather(1, idx) > 1 - 1e-5
@@ -55,6 +66,7 @@ def info_nce(x, targets, pool, w, k: int, generator=None, pos_cos=None):
     return weighted_mean(ce.view_as(w), w)
 
 
+@fp32
 def existence_bce(logp_pred: torch.Tensor, p_label: torch.Tensor) -> torch.Tensor:
     """BCE between predicted existence exp(logp_pred) and a label existence, positions j >= 1.
     (m, s), (m, s) -> scalar."""
@@ -64,6 +76,7 @@ def existence_bce(logp_pred: torch.Tensor, p_label: torch.Tensor) -> torch.Tenso
     return -(y * lp + (1 - y) * l1mp).mean()
 
 
+@fp32
 def mean_cross_doc_cosine(z: torch.Tensor, doc: torch.Tensor) -> torch.Tensor:
     """Mean pairwise cosine between flattened latents of segments from different documents."""
     u = F.normalize(z.flatten(1), dim=-1)  # (m, D)
@@ -73,6 +86,7 @@ def mean_cross_doc_cosine(z: torch.Tensor, doc: torch.Tensor) -> torch.Tensor:
     return (u @ u.t())[diff].mean()
 
 
+@fp32
 def stitch_position_loss(offset_pred, offset_true, w) -> torch.Tensor:
     """Share-weighted mass of window positions lying between the true and the inferred offset,
     with fractional coverage at the ends (METHOD §11.3). offset_*: (p,), w: (p, s) -> scalar."""

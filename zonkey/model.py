@@ -106,10 +106,13 @@ class Zonkey(nn.Module):
 def hand_up(z, doc, rank, counts, cap: int):
     """Scatter flattened latents into per-document sequences for the next level.
 
-    z: (m, c, d), doc/rank: (m,), counts: (b,) -> x (b, cap, c*d), lengths (b,), dropped (int)."""
+    z: (m, c, d), doc/rank: (m,), counts: (b,) -> x (b, n, c*d), lengths (b,), dropped (int).
+    The buffer is only as long as the longest document needs (n = min(cap, max count)): nothing
+    at the next level depends on padding past the lengths, and the level-1 splitter then runs on
+    about half the positions of the full `cap`."""
     b = counts.numel()
     keep = rank < cap
-    x = z.new_zeros(b, cap, z.shape[1] * z.shape[2])
-    x = x.index_put((doc[keep], rank[keep]), z.flatten(1)[keep])
     lengths = counts.clamp(max=cap)
+    x = z.new_zeros(b, max(int(lengths.max()), 1), z.shape[1] * z.shape[2])
+    x = x.index_put((doc[keep], rank[keep]), z.flatten(1)[keep])
     return x, lengths, int((counts - lengths).sum())

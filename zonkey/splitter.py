@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zonkey._utils import EPS
+from zonkey._utils import EPS, fp32
 from zonkey.attention import log_existence, sinusoid_table
 
 
@@ -104,10 +104,14 @@ def make_windows(x, beta, bos, lengths, seg_len: int, ids=None) -> Windows:
     return Windows(doc, start, xw, bw, logp, valid, share, rank, counts, idw)
 
 
+@fp32
 def splitter_regularizers(beta, lengths, seg_len: int, n_latents: int, rate_target: float):
     """Closed-form splitter terms (METHOD §5.5) over real positions 1..len-1.
 
+    The buffer is first padded past its end (beta = 1, not real), so the terms do not depend on
+    how much padding follows a document: every real start position gets its full look-ahead.
     Returns dict(patch, short, compression_raw) and the BOS rate r (differentiable)."""
+    beta = F.pad(beta, (0, seg_len + 2), value=1.0)
     b, n = beta.shape
     idx = torch.arange(n, device=beta.device)[None]
     real = (idx < lengths[:, None]) & (idx > 0)  # (b, n)
@@ -140,6 +144,46 @@ def splitter_regularizers(beta, lengths, seg_len: int, n_latents: int, rate_targ
 # ---------------------------------------------------------------------------------------------
 
 
+LOCAL_BLOCK = 32  # queries per block in `local_attention`
+
+
+def local_attention(q, k, v, real, pos, n_heads: int, block: int = LOCAL_BLOCK):
+    """Each query attends to the w = pos.shape[0] keys centered on it, with window-relative
+    sinusoidal positions: logit(i, j) = (q_i + pos[w//2]) . (k_j + pos[j - i + w//2]) / sqrt(e),
+    clamped to +-60; keys outside the document get -1e9.
+
+    Computed blockwise: `block` queries at a time against the block's keys widened by w//2 on
+    both sides (two batched matmuls); the relative-position term q . pos is a (.., w) matmul
+    skewed into the band. Equals the direct per-query window (tested), without materialising
+    a (b, n, d, w) key tensor. q, k, v: (b, n, d); real: (b, n) bool; pos: (w, e) -> (b, n, d)."""
+    b, n, d = q.shape
+    w, e, half = pos.shape[0], d // n_heads, pos.shape[0] // 2
+    nb = -(-n // block)
+    pad = nb * block - n
+    q = q.view(b, n, n_heads, e) + pos[half]  # (b, n, h, e): the query sits at the window center
+    q = F.pad(q, (0, 0, 0, 0, 0, pad)).view(b, nb, block, n_heads, e).permute(0, 1, 3, 2, 4)  # (b, nb, h, B, e)
+    span = block + 2 * half  # keys seen by one block
+
+    def blocks(t):  # (b, n, d) -> (b, nb, h, span, e): keys [i0 - half, i0 + B + half) per block
+        t = F.pad(t, (0, 0, half, half + pad)).unfold(1, span, block)  # (b, nb, d, span)
+        return t.view(b, nb, n_heads, e, span).transpose(-1, -2)
+
+    kb, vb = blocks(k), blocks(v)
+    kreal = F.pad(real, (half, half + pad)).unfold(1, span, block)  # (b, nb, span)
+    rel = q @ pos.t().to(q.dtype)  # (b, nb, h, B, w): q . pos[r], r = j - i + half
+    # skew (.., B, w) into the band of (.., B, span): entry (i, i + r) = rel[i, r]
+    skew = F.pad(rel, (block, 0)).flatten(-2)[..., block : block + block * span]
+    band = skew.view(*rel.shape[:-1], span)  # (b, nb, h, B, span)
+    i = torch.arange(block, device=q.device)[:, None]
+    jj = torch.arange(span, device=q.device)[None]
+    inband = (jj >= i) & (jj < i + w)  # (B, span)
+    att = ((q @ kb.transpose(-1, -2)) + band) / math.sqrt(e)  # (b, nb, h, B, span)
+    keep = inband & kreal[:, :, None, None, :]
+    att = att.clamp(-60, 60).masked_fill(~keep, -1e9).softmax(-1)
+    y = att @ vb  # (b, nb, h, B, e)
+    return y.permute(0, 1, 3, 2, 4).reshape(b, nb * block, d)[:, :n]
+
+
 class BOSHead(nn.Module):
     """Per-position BOS probability: one pre-LN local-attention layer (centered window of w keys,
     window-relative sinusoidal positions, gated output), four parallel convolutions (kernels
@@ -160,24 +204,15 @@ class BOSHead(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """x: (b, n, d), lengths: (b,) -> beta (b, n): 1 at j=0 and at/after the end."""
         b, n, d = x.shape
-        w, half = self.w, self.w // 2
         real = torch.arange(n, device=x.device)[None] < lengths[:, None]  # (b, n)
         q, k, v, g = self.qkvg(self.ln1(x)).chunk(4, dim=-1)
-        q = q.view(b, n, self.h, self.e) + self.pos[half]  # query at the window center
-        kp = F.pad(k, (0, 0, half, half)).unfold(1, w, 1)  # (b, n, d, w)
-        vp = F.pad(v, (0, 0, half, half)).unfold(1, w, 1)
-        kp = kp.view(b, n, self.h, self.e, w) + self.pos.t()[None, None, None]  # (b, n, h, e, w)
-        vp = vp.view(b, n, self.h, self.e, w)
-        kreal = F.pad(real, (half, half)).unfold(1, w, 1)  # (b, n, w)
-        att = (q[..., None] * kp).sum(-2) / math.sqrt(self.e)  # (b, n, h, w)
-        att = att.clamp(-60, 60).masked_fill(~kreal[:, :, None], -1e9).softmax(-1)
-        y = (att[:, :, :, None] * vp).sum(-1).reshape(b, n, d) * torch.sigmoid(g)
+        y = local_attention(q, k, v, real, self.pos, self.h) * torch.sigmoid(g)  # (b, n, d)
         h = x + self.o(y)
         h = self.ln3(h + self.ff(self.ln2(h)))  # (b, n, d)
         h = h * real[..., None]
         hc = h.transpose(1, 2)  # (b, d, n)
         feats = F.gelu(torch.cat([c(hc) for c in self.convs], dim=1)).transpose(1, 2)  # (b, n, 32)
-        u = self.out(torch.cat([h, feats], dim=-1)).squeeze(-1)  # (b, n)
+        u = self.out(torch.cat([h, feats], dim=-1)).squeeze(-1).float()  # (b, n), fp32 from here on
         beta = torch.sigmoid(self.init_logit + u / math.sqrt(d)) * (1 - EPS) + EPS
         beta = torch.where(real, beta, torch.ones_like(beta))
         beta = torch.cat([torch.ones_like(beta[:, :1]), beta[:, 1:]], dim=1)

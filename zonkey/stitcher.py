@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zonkey._utils import rho, to_sphere
+from zonkey._utils import fp32, rho, to_sphere
 from zonkey.attention import Block
 
 N_PROBES = 4
@@ -50,6 +50,7 @@ class Stitcher(nn.Module):
         self.refiner = Block(d, n_heads, ff_ratio, cross=True)
         self.alpha = nn.Parameter(torch.tensor(0.1))
 
+    @fp32
     def offset_posterior(self, u1, logp1, u2):
         """u1, u2: (p, s, d) consecutive windows, logp1: (p, s) log existence of u1
         -> (posterior (p, s) over offsets 1..s, expected offset (p,))."""
