@@ -318,3 +318,12 @@ def test_fp32_guard_casts_arguments_and_turns_autocast_off():
         assert probe(x, b=x) == (torch.float32, torch.float32, False, torch.float32)
         assert torch.is_autocast_enabled("cpu")  # restored afterwards
     assert probe(x.float(), b=x)[2] is False
+
+
+def test_bf16_release_loads_back_into_float32(tiny_model, sentence, tmp_path):
+    tiny_model.save_pretrained(tmp_path, dtype=torch.bfloat16)
+    loaded = Zonkey.from_pretrained(tmp_path)
+    for (k, a), b in zip(tiny_model.state_dict().items(), loaded.state_dict().values()):
+        assert b.dtype == a.dtype, k
+        assert torch.equal(b, a.to(torch.bfloat16).to(a.dtype) if a.is_floating_point() else a), k
+    assert loaded.segment(sentence).segments  # a working model

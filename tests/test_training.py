@@ -22,6 +22,12 @@ def test_lr_schedule_warms_up_then_decays():
     assert get_lr(9, cfg) == pytest.approx(1.0)
     assert get_lr(110, cfg) == pytest.approx(0.1)
     assert get_lr(60, cfg) == pytest.approx(0.55)
+    assert get_lr(60, cfg, minutes=9.0) == pytest.approx(0.55)  # wall-clock ignored by default
+    timed = replace(cfg, time_schedule=True, max_minutes=10.0)
+    assert get_lr(60, timed, minutes=1.0) == pytest.approx(0.55)  # steps are further along
+    assert get_lr(20, timed, minutes=5.0) == pytest.approx(0.55)  # the budget is half spent
+    assert get_lr(20, timed, minutes=12.0) == pytest.approx(0.1)  # past the budget: the floor
+    assert get_lr(5, timed, minutes=12.0) == pytest.approx(0.6)  # warmup is by steps
 
 
 def test_overrides_are_typed_and_unknown_keys_refused():
@@ -174,3 +180,23 @@ def test_bf16_autocast_trains_on_cpu(tmp_path):
     assert [r["step"] for r in steps] == [1, 2, 3]
     assert all(r["loss"] == r["loss"] and abs(r["loss"]) < 1e4 for r in steps)  # finite, trained on
     assert not any(r.get("event") == "nonfinite" for r in log)
+
+
+def test_gpu_recipe_runs_on_cpu_and_writes_at_most_8_files_under_16_mb(tmp_path):
+    """training/gpu_run.sh end to end with a tiny model and a seconds-long budget on the CPU."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    extra = "--model=tiny --batch_size=2 --threads=1 --log_every=1 --ckpt_every=1000 --export_dtype=bfloat16"
+    env = {**os.environ, "OUT": str(out), "MINUTES": "0.1", "DEVICE": "cpu", "EXTRA": extra, "PYTHON": sys.executable}
+    env["EVAL"] = "--paragraphs 2 --sentences 2 --generate 1 --steps 2"
+    proc = subprocess.run(["bash", "training/gpu_run.sh"], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    files = sorted(p.name for p in out.iterdir())
+    assert len(files) <= 8 and all((out / f).stat().st_size < 16 * 2**20 for f in files), files
+    assert {"config.json", "train_log.jsonl", "train_log_stage1.jsonl", "gpu_run.txt"} <= set(files)
+    report = (out / "gpu_run.txt").read_text()
+    assert '"mfu"' in report and "boundary_f1_l0" in report
+    assert Zonkey.from_pretrained(out).config.name == "tiny"

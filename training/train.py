@@ -34,6 +34,7 @@ from zonkey import Zonkey, ZonkeyConfig
 from zonkey.checkpoint import CheckpointError, stage_logs
 
 STATE_NAME = "state.pt"
+EXPORT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class TrainConfig:
     warmup_steps: int = 200
     max_steps: int = 3000  # schedule length (the cosine ends here)
     max_minutes: float = 0.0  # stop (with a checkpoint) after this wall-clock; 0 = no limit
+    time_schedule: bool = False  # cosine progress = max(steps / max_steps, minutes / max_minutes): a run on a
+    # wall-clock budget (the GPU recipe) ends its schedule when the budget ends, whatever its speed
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     ema: float = 0.999
@@ -65,6 +68,7 @@ class TrainConfig:
     bf16: bool = False  # bf16 autocast on CUDA or CPU: projections and feed-forwards in bf16; attention,
     # existence, probabilities and every loss stay fp32 (zonkey._utils.fp32)
     export: bool = True  # write <out_dir>/release at the end
+    export_dtype: str = "float32"  # "float32" or "bfloat16" (halves the release; loads back into float32)
 
     def __post_init__(self):
         for name in ("batch_size", "max_steps", "log_every", "eval_every", "ckpt_every"):
@@ -72,6 +76,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)} must be >= 1")
         if not 0 <= self.ema < 1:
             raise ValueError(f"TrainConfig.ema={self.ema} must be in [0, 1)")
+        if self.export_dtype not in EXPORT_DTYPES:
+            raise ValueError(f"TrainConfig.export_dtype={self.export_dtype!r} must be one of {sorted(EXPORT_DTYPES)}")
         if self.frozen_levels < 0 or self.init_levels < 0:
             raise ValueError("TrainConfig.frozen_levels and init_levels must be >= 0")
         if self.frozen_levels and not self.init_from:
@@ -119,11 +125,14 @@ def parse_overrides(items: list[str], config_cls=None) -> dict:
     return out
 
 
-def get_lr(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup to cfg.lr, then cosine decay to cfg.lr * min_lr_ratio at max_steps."""
+def get_lr(step: int, cfg: TrainConfig, minutes: float = 0.0) -> float:
+    """Linear warmup to cfg.lr, then cosine decay to cfg.lr * min_lr_ratio at max_steps (or, with
+    cfg.time_schedule, at max_minutes of this process's wall-clock if that comes first)."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     frac = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    if cfg.time_schedule and cfg.max_minutes > 0:
+        frac = max(frac, min(1.0, minutes / cfg.max_minutes))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
@@ -362,7 +371,7 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
         t0 = time.time()
         ids, lengths = next(data)
         ids, lengths = ids.to(device), lengths.to(device)
-        lr = get_lr(step, cfg)
+        lr = get_lr(step, cfg, minutes=(time.time() - t_start) / 60)
         for g in opt.param_groups:
             g["lr"] = lr
         level0_only = step < cfg.upper_levels_from or 0 < cfg.upper_levels_until <= step
@@ -433,7 +442,7 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
         log(summary)
         if cfg.export and step > 0:
             rel = out / "release"
-            ema.save_pretrained(rel)
+            ema.save_pretrained(rel, dtype=EXPORT_DTYPES[cfg.export_dtype])
             shutil.copy(log_path, rel / "train_log.jsonl")
             if cfg.init_from:
                 carry_stage_logs(Path(cfg.init_from), rel)

@@ -40,12 +40,17 @@ def _atomic_write(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def save_pretrained(model, path) -> None:
+def save_pretrained(model, path, dtype: torch.dtype | None = None) -> None:
+    """config.json + model.safetensors (shards under 16 MB with an index when larger). `dtype`
+    (e.g. torch.bfloat16) stores floating tensors in that type, halving a large release; loading
+    casts them back to the model's parameter types."""
     from safetensors.torch import save_file
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     _atomic_write(path / CONFIG_NAME, lambda p: p.write_text(model.config.to_json() + "\n"))
     shards, cur, size = [], {}, 0
     for k in sorted(state):

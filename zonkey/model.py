@@ -91,10 +91,10 @@ class Zonkey(nn.Module):
         return generate(self, num_segments=num_segments, steps=steps, seed=seed, callback=callback, level=level)
 
     # ---- checkpoints ------------------------------------------------------------------------
-    def save_pretrained(self, path) -> None:
+    def save_pretrained(self, path, dtype: torch.dtype | None = None) -> None:
         from zonkey.checkpoint import save_pretrained
 
-        save_pretrained(self, path)
+        save_pretrained(self, path, dtype=dtype)
 
     @classmethod
     def from_pretrained(cls, path=None, device="cpu") -> "Zonkey":

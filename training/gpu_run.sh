@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Train the `base` preset on one GPU for a fixed wall-clock budget, evaluate it quickly, and write
+# the release and its logs to $OUT (at most 8 files, each under 16 MB: bf16 weights in 3 shards).
+#
+#   OUT=<folder> bash training/gpu_run.sh
+#
+# Environment (all optional):
+#   MINUTES=8        total training budget, split 60/40 between the stages below
+#   INIT_FROM=<dir>  a previous `base` release (e.g. assets/models/zonkey-base): both stages start
+#                    from its weights, so several runs add training time
+#   DEVICE=cuda      "cpu" runs the same recipe on the CPU (to test the script)
+#   EXTRA="..."      more --key=value overrides for both stages (e.g. "--batch_size=4 --threads=2")
+#   EVAL="..."       arguments of the quick evaluation (default "--paragraphs 8 --sentences 8 --generate 4 --steps 10")
+#   PYTHON=python3
+# Stage 1 (training/configs/base.json): level 0 alone. Stage 2 (training/configs/base_level1.json):
+# level 0 frozen, level 1 trained on its inference segmentation (as zonkey-small's stages 1 and 2).
+# Both use bf16 autocast and a wall-clock cosine schedule (`time_schedule`).
+# Packages the GPU machine lacks can be carried as wheels in .whl/ (installed into /tmp/site).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${OUT:?set OUT to the folder that receives the release}"
+MINUTES=${MINUTES:-8}
+DEVICE=${DEVICE:-cuda}
+PY=${PYTHON:-python3}
+read -r -a EXTRA_ARGS <<<"${EXTRA:-}"
+mkdir -p "$OUT"
+LOG="$OUT/gpu_run.txt"
+exec > >(tee -a "$LOG") 2>&1
+export PYTHONUNBUFFERED=1
+
+if compgen -G ".whl/*.whl" >/dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+"$PY" - <<'PYCHECK'
+import torch, safetensors, tqdm  # noqa: F401
+from training.data import local_json_path
+print("torch", torch.__version__, "| cuda", torch.cuda.is_available(),
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-", "| corpus", local_json_path())
+PYCHECK
+
+M1=$("$PY" -c "print(round($MINUTES * 0.6, 3))")
+M2=$("$PY" -c "print(round($MINUTES * 0.4, 3))")
+S1=(--config training/configs/base.json --device="$DEVICE" --max_minutes="$M1")
+S2=(--config training/configs/base_level1.json --device="$DEVICE" --max_minutes="$M2")
+if [ -n "${INIT_FROM:-}" ]; then
+  S1+=(--init_from="$INIT_FROM" --warmup_steps=50)
+  S2+=(--init_levels=0 --warmup_steps=50)  # level 1 too: stage 1's release carries INIT_FROM's level 1
+fi
+rm -rf runs/base runs/base_level1
+t0=$(date +%s)
+echo "== stage 1: level 0, ${M1} min"
+"$PY" -m training.train "${S1[@]}" "${EXTRA_ARGS[@]}"
+echo "== stage 2: level 1 on the frozen level 0, ${M2} min"
+"$PY" -m training.train "${S2[@]}" "${EXTRA_ARGS[@]}"
+echo "== training wall-clock: $(( $(date +%s) - t0 )) s"
+
+REL=runs/base_level1/release
+echo "== throughput and model FLOPs utilisation"
+"$PY" -m training.flops --config training/configs/base.json --device="$DEVICE" "${EXTRA_ARGS[@]}" \
+  --log runs/base/train_log.jsonl
+"$PY" -m training.flops --config training/configs/base_level1.json --device="$DEVICE" "${EXTRA_ARGS[@]}" \
+  --log runs/base_level1/train_log.jsonl
+echo "== quick held-out evaluation (printed only: the shipped metrics.json is measured on the CPU)"
+read -r -a EVAL_ARGS <<<"${EVAL:---paragraphs 8 --sentences 8 --generate 4 --steps 10}"
+"$PY" -m training.evaluate --model "$REL" "${EVAL_ARGS[@]}" \
+  --out "${TMPDIR:-/tmp}/zonkey_base_metrics_quick.json"
+# the release without the earlier stages' logs (a run from INIT_FROM would otherwise carry them all and
+# exceed 8 files): this run's stage 1 log is numbered after INIT_FROM's stages, so shipping is
+# `cp $OUT/* assets/models/zonkey-base/` after renaming that folder's train_log.jsonl to the free stage number
+K=0
+if [ -n "${INIT_FROM:-}" ]; then
+  K=$(find "$INIT_FROM" -maxdepth 1 -name 'train_log*.jsonl' | wc -l)
+  echo "INIT_FROM had $K stage logs: rename its train_log.jsonl to train_log_stage${K}.jsonl when shipping"
+fi
+cp "$REL"/config.json "$REL"/model*.safetensors* "$REL"/train_log.jsonl "$OUT"/
+cp runs/base/train_log.jsonl "$OUT/train_log_stage$((K + 1)).jsonl"
+ls -l "$OUT"
