@@ -5,7 +5,8 @@
 #   OUT=<folder> bash training/gpu_run.sh
 #
 # Environment (all optional):
-#   MINUTES=8        total training budget, split 60/40 between the stages below
+#   MINUTES=7.5      total training budget, split 60/40 between the stages below (with start-up,
+#                    FLOP counting and the quick evaluation the script ends inside 10 minutes)
 #   INIT_FROM=<dir>  a previous `base` release (e.g. assets/models/zonkey-base): both stages start
 #                    from its weights, so several runs add training time
 #   DEVICE=cuda      "cpu" runs the same recipe on the CPU (to test the script)
@@ -19,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${OUT:?set OUT to the folder that receives the release}"
-MINUTES=${MINUTES:-8}
+MINUTES=${MINUTES:-7.5}
 DEVICE=${DEVICE:-cuda}
 PY=${PYTHON:-python3}
 read -r -a EXTRA_ARGS <<<"${EXTRA:-}"

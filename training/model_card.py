@@ -92,7 +92,7 @@ def stage_line(t: dict) -> str:
         what = "all levels"
     return (
         f"{what}; {t['steps']} steps of {tc.get('batch_size')} documents, peak lr {tc.get('lr')}, "
-        f"{tc.get('threads', '?')} torch thread(s); "
+        f"{tc.get('threads', '?')} torch thread(s), {'bf16 autocast' if tc.get('bf16') else 'fp32'}; "
         f"**characters seen:** {fmt(t['chars_seen'])}; **wall-clock:** {fmt(t['wall_clock_min'])} min; "
         f"median throughput {fmt(t['median_chars_per_sec'])} characters/s; non-finite steps skipped: "
         f"{fmt(t['bad_steps'])}."
@@ -126,7 +126,7 @@ def write_card(model_dir: Path, command: str, baseline: Path | None, bench: Path
         "(sha1-of-title rule) are never trained on. Fraction of training characters in the buffers: "
         f"{fmt(t['fraction'])}.",
         f"- **Architecture:** {arch}; {fmt(t['params'])} parameters; UTF-8 byte alphabet.",
-        f"- **Hardware:** {platform.machine()} CPU (2 cores), torch {torch.__version__}, fp32.",
+        f"- **Hardware:** {platform.machine()} CPU (2 cores), torch {torch.__version__}.",
         *[f"- **Stage {i}:** {stage_line(st)}" for i, st in enumerate(stages, 1)],
         f"- **In total:** {fmt(sum(st['chars_seen'] or 0 for st in stages))} characters seen in "
         f"{fmt(sum(st['wall_clock_min'] or 0 for st in stages))} min of training.",

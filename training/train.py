@@ -131,7 +131,7 @@ def get_lr(step: int, cfg: TrainConfig, minutes: float = 0.0) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     frac = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
-    if cfg.time_schedule and cfg.max_minutes > 0:
+    if getattr(cfg, "time_schedule", False) and cfg.max_minutes > 0:  # the AR baseline's config has none
         frac = max(frac, min(1.0, minutes / cfg.max_minutes))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
 
