@@ -21,7 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from training.data import PackedBatches, local_split
 from training.loop import resolve_device
-from training.train import TrainConfig, model_config, parse_overrides
+from training.train import TrainConfig, freeze_lower_levels, model_config, parse_overrides
 from zonkey import Zonkey
 
 H200_BF16_DENSE_TFLOPS = 989.0
@@ -33,8 +33,7 @@ def step_flops(cfg: TrainConfig, device: torch.device | None = None) -> dict:
     torch.manual_seed(cfg.seed)
     mcfg = model_config(cfg)
     model = Zonkey(mcfg).to(device).train()
-    for level in model.levels[: cfg.frozen_levels]:
-        level.requires_grad_(False)
+    freeze_lower_levels(model, cfg.frozen_levels)
     texts = [x for _, x in local_split("train")][: 50 * cfg.batch_size]
     ids, lengths = next(PackedBatches(texts, cfg.batch_size, mcfg.levels[0].doc_len, seed=cfg.seed))
     n_levels = 1 if cfg.upper_levels_from > 0 else None

@@ -15,9 +15,9 @@ from zonkey._utils import EPS, fp32
 POOL_CAP = 1024  # most pool vectors one InfoNCE call scores against
 
 
-@fp32
 def cos_logits(cos: torch.Tensor) -> torch.Tensor:
-    """2 * atanh(cos), cos clamped to +-(1 - 1e-6): the release's logit of a cosine."""
+    """2 * atanh(cos), cos clamped to +-(1 - 1e-6): the release's logit of a cosine. Needs float32
+    (bf16 rounds the clamp to 1); its callers here are `fp32` functions."""
     return 2 * torch.atanh(cos.clamp(-1 + 1e-6, 1 - 1e-6))
 
 

@@ -191,7 +191,7 @@ class BOSHead(nn.Module):
 
     def __init__(self, d: int, n_heads: int, window: int, seg_len: int, ff_ratio: int = 4):
         super().__init__()
-        self.h, self.e, self.w = n_heads, d // n_heads, window
+        self.h = n_heads
         self.ln1, self.ln2, self.ln3 = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
         self.qkvg = nn.Linear(d, 4 * d)
         self.o = nn.Linear(d, d)
@@ -199,7 +199,7 @@ class BOSHead(nn.Module):
         self.convs = nn.ModuleList([nn.Conv1d(d, 8, k, padding=k // 2) for k in (3, 5, 7, 9)])
         self.out = nn.Linear(d + 32, 1)
         self.init_logit = math.log((2.0 / seg_len) / (1 - 2.0 / seg_len))
-        self.register_buffer("pos", sinusoid_table(window, self.e), persistent=False)
+        self.register_buffer("pos", sinusoid_table(window, d // n_heads), persistent=False)  # (w, e)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """x: (b, n, d), lengths: (b,) -> beta (b, n): 1 at j=0 and at/after the end."""
