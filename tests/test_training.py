@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from training.train import TrainConfig, get_lr, load_state, main, parse_overrides
-from zonkey import Zonkey
+from zonkey import Zonkey, ZonkeyConfig
 from zonkey.checkpoint import CheckpointError
 
 
@@ -125,6 +125,33 @@ def test_staged_training_refuses_bad_combinations(tmp_path):
         main(_cfg(tmp_path, "y", init_from=str(tmp_path / "nowhere")))
 
 
+def test_train_only_trains_just_the_named_parameters(tmp_path):
+    """Stage 4 of zonkey-small: only level 0's decoder and stitcher train, so level 0's latents (what
+    level 1 was trained on) stay bit-identical."""
+    from zonkey.checkpoint import load_tensors
+
+    main(replace(_cfg(tmp_path, "stage1", max_steps=2), export=True))
+    release1 = tmp_path / "stage1" / "release"
+    only = "levels.0.decoder,levels.0.stitcher"
+    cfg = _cfg(tmp_path, "dec", max_steps=2, init_from=str(release1), train_only=only, upper_levels_from=10**9)
+    main(cfg)
+    main(replace(cfg, max_steps=3, export=True), resume=True)
+    before, after = load_tensors(release1), load_tensors(tmp_path / "dec" / "release")
+    trained = [k for k in before if k.startswith(("levels.0.decoder.", "levels.0.stitcher."))]
+    assert trained and sum(not torch.equal(before[k], after[k]) for k in trained) > len(trained) // 2
+    for k in set(before) - set(trained):  # embedding, splitter, compressor, level 1: untouched
+        assert torch.equal(before[k], after[k]), k
+
+
+def test_train_only_refuses_a_missing_init_or_an_unknown_prefix(tmp_path):
+    with pytest.raises(ValueError, match="set init_from"):
+        _cfg(tmp_path, "x", train_only="levels.0.decoder")
+    main(replace(_cfg(tmp_path, "stage1", max_steps=1), export=True))
+    cfg = _cfg(tmp_path, "y", init_from=str(tmp_path / "stage1" / "release"), train_only="levels.0.decodr")
+    with pytest.raises(ValueError, match=r"'levels.0.decodr' names no parameter.*levels\.0\.decoder"):
+        main(cfg)
+
+
 def test_smoke_recipe_trains_resumes_exports_and_evaluates(tmp_path):
     from training.evaluate import evaluate
 
@@ -160,6 +187,8 @@ def test_ddp_two_cpu_processes_on_gloo(tmp_path):
         "training/configs/tiny.json",
         f"--out_dir={out}",
         "--max_steps=2",
+        "--max_minutes=30",  # never reached; exercises rank 0's clock broadcast every step
+        "--time_schedule=true",
         "--threads=1",
         "--eval_every=100",
         "--export=false",
@@ -171,6 +200,18 @@ def test_ddp_two_cpu_processes_on_gloo(tmp_path):
     assert log[0]["world_size"] == 2
     assert log[-1]["event"] == "end" and log[-1]["step"] == 2
     assert load_state(out / "state.pt")["step"] == 2
+    # characters are counted over both ranks' batches (each rank reads every 2nd training text)
+    from training.data import PackedBatches, local_split
+
+    texts = [x for _, x in local_split("train")]
+    cfg = TrainConfig.from_json("training/configs/tiny.json")
+    want = 0
+    for rank in (0, 1):
+        data = PackedBatches(
+            texts[rank::2], cfg.batch_size, ZonkeyConfig.preset("tiny").levels[0].doc_len, seed=cfg.seed
+        )
+        want += sum(int(next(data)[1].sum()) for _ in range(2))
+    assert log[-1]["chars_seen"] == want
 
 
 def test_bf16_autocast_trains_on_cpu(tmp_path):

@@ -1,9 +1,11 @@
 """Speed benchmark: `python -m training.bench [--model DIR] [--out-dir DIR]` prints one table.
 
 Rows (2 CPU threads unless --threads): training throughput of the `small` preset (forward +
-backward + AdamW step, both levels, real Wikipedia batches of 8 x 512 bytes) in one process, in
+backward + fused AdamW step, both levels, real Wikipedia batches of 8 x 512 bytes) in one process, in
 float32 and with bf16 autocast (`_bf16`, as `--bf16=true` trains; also at 16 documents per step), and
-with two DDP processes of one thread each (`_ddp_2x1`, 8 documents per process), `segment` of 2,000
+with two DDP processes of one thread each through the real training script (`_ddp_2x1`, 8 documents
+per process, float32 and `_bf16`, the latter the median and the slowest of 3 launches; the way
+`training/reproduce_small.sh` trains stage 4), `segment` of 2,000
 characters, `infill` of a one-word and a five-word gap in a ~300-character paragraph (20 steps),
 `generate` of one top-level segment (20 steps) and its characters/second, and peak resident memory.
 When the AR baseline checkpoint exists, its training throughput and generation speed at equal
@@ -27,6 +29,7 @@ from pathlib import Path
 import torch
 
 from training.data import PackedBatches, local_split
+from training.loop import adamw
 from zonkey import Zonkey, ZonkeyConfig
 
 PARAGRAPH = (
@@ -51,7 +54,7 @@ def train_throughput(steps: int = 8, batch_size: int = 8, bf16: bool = False) ->
     """Median characters/second of `steps` training steps (after 2 warm-up steps) of a fresh `small`."""
     torch.manual_seed(0)
     model = Zonkey(ZonkeyConfig.preset("small")).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    opt = adamw(model.parameters(), lr=1e-3)
     texts = [x for _, x in local_split("train")][: 50 * batch_size]
     data = PackedBatches(texts, batch_size, model.config.levels[0].doc_len, seed=0)
     rates = []
@@ -68,17 +71,24 @@ def train_throughput(steps: int = 8, batch_size: int = 8, bf16: bool = False) ->
     return statistics.median(rates)
 
 
-def train_throughput_ddp(steps: int = 8, procs: int = 2) -> float:
+def train_throughput_ddp(steps: int = 16, procs: int = 2, bf16: bool = False) -> float:
     """The same measurement with `procs` DDP processes of one thread each (gloo), through the real
     training script (`torchrun ... -m training.train`, both levels from step 0, fresh `small`
-    weights, 8 documents per process): median characters/second over all processes, steps 3 on."""
+    weights, 8 documents per process): median of the logged characters/second (all processes'
+    characters per step over the step's wall-clock), steps 3 on."""
     with tempfile.TemporaryDirectory() as d:
         cmd = [
             *(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(procs)),
             *("--master_port", str(29600 + os.getpid() % 300), "-m", "training.train"),
             *("--config", "training/configs/small.json", f"--out_dir={d}", f"--max_steps={steps + 2}"),
             *("--threads=1", "--upper_levels_from=0", "--upper_levels_until=0", "--log_every=1"),
-            *("--eval_every=1000000", "--ckpt_every=1000000", "--export=false", "--max_minutes=0"),
+            *(
+                "--eval_every=1000000",
+                "--ckpt_every=1000000",
+                "--export=false",
+                "--max_minutes=0",
+                f"--bf16={str(bf16).lower()}",
+            ),
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         if proc.returncode:
@@ -106,6 +116,10 @@ def run(model_dir: str | None, threads: int) -> dict:
     rows["train_chars_per_sec_small_bf16"] = train_throughput(bf16=True)
     rows["train_chars_per_sec_small_bf16_16docs"] = train_throughput(batch_size=16, bf16=True)
     rows["train_chars_per_sec_small_ddp_2x1"] = train_throughput_ddp()
+    # this machine's speed drifts by up to +-15 % over minutes: the headline row is the median of 3 launches
+    launches = sorted(train_throughput_ddp(bf16=True) for _ in range(3))
+    rows["train_chars_per_sec_small_ddp_2x1_bf16"] = launches[1]
+    rows["train_chars_per_sec_small_ddp_2x1_bf16_slowest_of_3"] = launches[0]
     rows["segment_2000_chars_ms"] = 1000 * timeit(lambda: model.segment(long_text))
     rows["infill_1_word_20_steps_ms"] = 1000 * timeit(lambda: model.infill(PARAGRAPH, [gap(PARAGRAPH, 1)], steps=20))
     rows["infill_5_words_20_steps_ms"] = 1000 * timeit(lambda: model.infill(PARAGRAPH, [gap(PARAGRAPH, 5)], steps=20))

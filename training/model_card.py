@@ -76,13 +76,17 @@ def train_summary(log_path: Path) -> dict:
         "fraction": start.get("fraction_chars_trained_on"),
         "train_config": configs[-1] if configs else {},  # the latest (a resume may change the schedule)
         "bad_steps": end[-1]["bad_steps"] if end else None,
+        "world_size": start.get("world_size", 1),
     }
 
 
 def stage_line(t: dict) -> str:
     """One training stage in words: what trained, steps, batch, characters, time, throughput."""
     tc = t["train_config"]
-    if tc.get("frozen_levels"):
+    if tc.get("train_only"):
+        only = ", ".join(f"`{p.strip()}`" for p in tc["train_only"].split(","))
+        what = f"only {only} trained (everything else frozen, from `{tc.get('init_from')}`)"
+    elif tc.get("frozen_levels"):
         what = f"levels below {tc['frozen_levels']} frozen (from `{tc.get('init_from')}`), the others trained"
     elif tc.get("upper_levels_from") or tc.get("upper_levels_until"):
         what = f"all levels, level 0 alone before step {tc.get('upper_levels_from', 0)}" + (
@@ -90,9 +94,12 @@ def stage_line(t: dict) -> str:
         )
     else:
         what = "all levels"
+    world = t.get("world_size") or 1
+    procs = f"{world} DDP processes of " if world > 1 else ""
+    batch = f"{world} × {tc.get('batch_size')}" if world > 1 else f"{tc.get('batch_size')}"
     return (
-        f"{what}; {t['steps']} steps of {tc.get('batch_size')} documents, peak lr {tc.get('lr')}, "
-        f"{tc.get('threads', '?')} torch thread(s), {'bf16 autocast' if tc.get('bf16') else 'fp32'}; "
+        f"{what}; {t['steps']} steps of {batch} documents, peak lr {tc.get('lr')}, "
+        f"{procs}{tc.get('threads', '?')} torch thread(s), {'bf16 autocast' if tc.get('bf16') else 'fp32'}; "
         f"**characters seen:** {fmt(t['chars_seen'])}; **wall-clock:** {fmt(t['wall_clock_min'])} min; "
         f"median throughput {fmt(t['median_chars_per_sec'])} characters/s; non-finite steps skipped: "
         f"{fmt(t['bad_steps'])}."

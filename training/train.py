@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from training.data import PackedBatches, heldout_sentences, local_split
-from training.loop import GuardedStep, resolve_device
+from training.loop import GuardedStep, adamw, resolve_device
 from zonkey import Zonkey, ZonkeyConfig
 from zonkey.checkpoint import CheckpointError, stage_logs
 
@@ -58,6 +58,8 @@ class TrainConfig:
     init_from: str = ""  # release directory of an earlier stage: its weights initialise this run
     init_levels: int = 0  # how many of the lowest levels (and the embedding) init_from supplies; 0 = all
     frozen_levels: int = 0  # the lowest levels only encode (no gradient, inference segmentation rule)
+    train_only: str = ""  # comma-separated parameter-name prefixes (e.g. "levels.0.decoder"): only these train,
+    # every other parameter is frozen; "" = no restriction. Needs init_from (the frozen part must be trained)
     seed: int = 0
     log_every: int = 10
     eval_every: int = 250
@@ -84,6 +86,11 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.frozen_levels={self.frozen_levels} freezes levels that were never trained; "
                 "set init_from to the release directory of the stage that trained them"
+            )
+        if self.train_only and not self.init_from:
+            raise ValueError(
+                f"TrainConfig.train_only={self.train_only!r} freezes everything else, which was never trained; "
+                "set init_from to the release directory of the stage that trained it"
             )
         if self.frozen_levels and self.init_levels and self.init_levels < self.frozen_levels:
             raise ValueError(
@@ -181,6 +188,23 @@ def freeze_lower_levels(model: Zonkey, n: int) -> None:
     """No gradient for the embedding and the lowest n levels (n = 0: nothing frozen)."""
     for module in [model.embed, *model.levels[:n]] if n else []:
         for p in module.parameters():
+            p.requires_grad_(False)
+
+
+def restrict_training(model: Zonkey, train_only: str) -> None:
+    """Freeze every parameter whose name starts with none of the comma-separated prefixes in
+    `train_only` ("" = leave everything as it is). A prefix that names no parameter is an error:
+    a typo would otherwise freeze the whole model silently."""
+    prefixes = [p.strip() for p in train_only.split(",") if p.strip()]
+    if not prefixes:
+        return
+    names = [n for n, _ in model.named_parameters()]
+    for pre in prefixes:
+        if not any(n == pre or n.startswith(pre + ".") for n in names):
+            top = sorted({".".join(n.split(".")[:3]) for n in names})
+            raise ValueError(f"train_only prefix {pre!r} names no parameter; parameter groups are: {', '.join(top)}")
+    for n, p in model.named_parameters():
+        if not any(n == pre or n.startswith(pre + ".") for pre in prefixes):
             p.requires_grad_(False)
 
 
@@ -294,11 +318,12 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
     if cfg.init_from and not resume:
         init_from_release(model, cfg)
     freeze_lower_levels(model, cfg.frozen_levels)  # on resume the weights come from state.pt
+    restrict_training(model, cfg.train_only)
     trainable = [p for p in model.parameters() if p.requires_grad]
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
-    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    opt = adamw(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     step, chars_seen, elapsed_before = 0, 0, 0.0
     guard = GuardedStep(cfg.max_bad_steps)
     log_path = out / "train_log.jsonl"
@@ -318,7 +343,10 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        ddp = DistributedDataParallel(model, find_unused_parameters=True)
+        # the only buffers are constant sinusoid tables: nothing to broadcast before each forward
+        ddp = DistributedDataParallel(
+            model, find_unused_parameters=True, broadcast_buffers=False, gradient_as_bucket_view=True
+        )
 
     def checkpoint():
         if rank != 0:
@@ -364,14 +392,28 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
     bar = tqdm(total=cfg.max_steps, initial=step, disable=rank != 0, dynamic_ncols=True)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else None
     model.train()
+
+    def minutes() -> float:
+        """Wall-clock minutes of this run; under DDP rank 0's clock, so every rank takes the same lr and
+        the same decision to stop (a rank leaving the loop alone would hang the others)."""
+        m = (time.time() - t_start) / 60
+        if world > 1 and cfg.max_minutes:
+            import torch.distributed as dist
+
+            t = torch.tensor([m], dtype=torch.float64, device=device)
+            dist.broadcast(t, 0)
+            m = float(t)
+        return m
+
     while step < cfg.max_steps:
-        if cfg.max_minutes and (time.time() - t_start) / 60 > cfg.max_minutes:
+        t0 = time.time()
+        run_minutes = minutes()
+        if cfg.max_minutes and run_minutes > cfg.max_minutes:
             stop_reason = "max_minutes"
             break
-        t0 = time.time()
         ids, lengths = next(data)
         ids, lengths = ids.to(device), lengths.to(device)
-        lr = get_lr(step, cfg, minutes=(time.time() - t_start) / 60)
+        lr = get_lr(step, cfg, minutes=run_minutes)
         for g in opt.param_groups:
             g["lr"] = lr
         level0_only = step < cfg.upper_levels_from or 0 < cfg.upper_levels_until <= step
@@ -383,12 +425,13 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
             fwd = ddp(ids, lengths, n_lv, cfg.frozen_levels)
         loss = fwd.loss
         finite = torch.isfinite(loss.detach())
-        if world > 1:
+        n_chars = int(lengths.sum())
+        if world > 1:  # one all-reduce: any rank's non-finite loss skips the step everywhere; total characters
             import torch.distributed as dist
 
-            flag = finite.float().to(device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-            finite = flag > 0
+            sums = torch.stack([(~finite).float(), lengths.sum().float()]).to(device)
+            dist.all_reduce(sums)
+            finite, n_chars = sums[0] == 0, int(sums[1])
         event, gnorm = guard(loss, trainable, opt, cfg.grad_clip, finite=finite)
         if event:
             log({"event": event, "step": step, **({"terms": fwd.flat_terms()} if event == "nonfinite_loss" else {})})
@@ -400,7 +443,6 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
             decay = min(cfg.ema, (1 + step) / (10 + step))
             torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
         step += 1
-        n_chars = int(lengths.sum()) * world
         chars_seen += n_chars
         dt = time.time() - t0
         bar.update(1)
