@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import sys
 
 import pytest
@@ -15,6 +16,7 @@ from training.data import (
     is_heldout,
     load_text_dataset,
     local_json_path,
+    local_split,
     read_local_articles,
     split_sentences,
     training_vocabulary,
@@ -230,3 +232,19 @@ def test_heldout_sentences_deterministic_and_bounded():
 def test_training_vocabulary():
     vocab = training_vocabulary(["The cat's 3 hats.", "Über CATS"])
     assert vocab == {"the", "cat", "s", "hats", "ber", "cats"}
+
+
+def test_balanced_batches_keep_every_chunk_once_and_equalise_bytes():
+    texts = [x for _, x in local_split("train")][:600]
+    plain = PackedBatches(texts, 8, 512, seed=3)
+    bal = PackedBatches(texts, 8, 512, seed=3, balance=16)
+    order = bal.epoch_order(0)
+    assert sorted(order.tolist()) == list(range(bal.num_chunks))  # a permutation: each chunk once per epoch
+    assert torch.equal(order, bal.epoch_order(0)) and not torch.equal(order, bal.epoch_order(1))
+    n = (bal.num_chunks // 128) * 16  # whole runs of 16 batches: the same chunks as the plain order's
+    sums = {name: [int(next(d)[1].sum()) for _ in range(n)] for name, d in (("plain", plain), ("bal", bal))}
+    assert sum(sums["plain"]) == sum(sums["bal"])  # the same chunks, regrouped
+    assert statistics.pstdev(sums["bal"]) < 0.4 * statistics.pstdev(sums["plain"])
+    assert bal.fingerprint != plain.fingerprint  # a state saved without balancing is not resumed with it
+    with pytest.raises(ValueError, match="balance=-1 must be >= 0"):
+        PackedBatches(texts, 8, 512, balance=-1)

@@ -4,8 +4,8 @@ Rows (2 CPU threads unless --threads): training throughput of the `small` preset
 backward + fused AdamW step, both levels, real Wikipedia batches of 8 x 512 bytes) in one process, in
 float32 and with bf16 autocast (`_bf16`, as `--bf16=true` trains; also at 16 documents per step), and
 with two DDP processes of one thread each through the real training script (`_ddp_2x1`, 8 documents
-per process, float32 and `_bf16`, the latter the median and the slowest of 3 launches; the way
-`training/reproduce_small.sh` trains stage 4), `segment` of 2,000
+per process, float32 and `_bf16`; the latter with length-balanced batches, `--balance_batches=16`,
+as the median and the slowest of 3 launches), `segment` of 2,000
 characters, `infill` of a one-word and a five-word gap in a ~300-character paragraph (20 steps),
 `generate` of one top-level segment (20 steps) and its characters/second, and peak resident memory.
 When the AR baseline checkpoint exists, its training throughput and generation speed at equal
@@ -71,7 +71,7 @@ def train_throughput(steps: int = 8, batch_size: int = 8, bf16: bool = False) ->
     return statistics.median(rates)
 
 
-def train_throughput_ddp(steps: int = 16, procs: int = 2, bf16: bool = False) -> float:
+def train_throughput_ddp(steps: int = 16, procs: int = 2, bf16: bool = False, balance: int = 0) -> float:
     """The same measurement with `procs` DDP processes of one thread each (gloo), through the real
     training script (`torchrun ... -m training.train`, both levels from step 0, fresh `small`
     weights, 8 documents per process): median of the logged characters/second (all processes'
@@ -82,13 +82,8 @@ def train_throughput_ddp(steps: int = 16, procs: int = 2, bf16: bool = False) ->
             *("--master_port", str(29600 + os.getpid() % 300), "-m", "training.train"),
             *("--config", "training/configs/small.json", f"--out_dir={d}", f"--max_steps={steps + 2}"),
             *("--threads=1", "--upper_levels_from=0", "--upper_levels_until=0", "--log_every=1"),
-            *(
-                "--eval_every=1000000",
-                "--ckpt_every=1000000",
-                "--export=false",
-                "--max_minutes=0",
-                f"--bf16={str(bf16).lower()}",
-            ),
+            *("--eval_every=1000000", "--ckpt_every=1000000", "--export=false", "--max_minutes=0"),
+            *(f"--bf16={str(bf16).lower()}", f"--balance_batches={balance}"),
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         if proc.returncode:
@@ -117,7 +112,7 @@ def run(model_dir: str | None, threads: int) -> dict:
     rows["train_chars_per_sec_small_bf16_16docs"] = train_throughput(batch_size=16, bf16=True)
     rows["train_chars_per_sec_small_ddp_2x1"] = train_throughput_ddp()
     # this machine's speed drifts by up to +-15 % over minutes: the headline row is the median of 3 launches
-    launches = sorted(train_throughput_ddp(bf16=True) for _ in range(3))
+    launches = sorted(train_throughput_ddp(bf16=True, balance=16) for _ in range(3))
     rows["train_chars_per_sec_small_ddp_2x1_bf16"] = launches[1]
     rows["train_chars_per_sec_small_ddp_2x1_bf16_slowest_of_3"] = launches[0]
     rows["segment_2000_chars_ms"] = 1000 * timeit(lambda: model.segment(long_text))

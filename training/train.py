@@ -66,6 +66,8 @@ class TrainConfig:
     ckpt_every: int = 100
     max_bad_steps: int = 20  # consecutive non-finite losses before stopping
     threads: int = 2  # torch CPU threads
+    balance_batches: int = 0  # K > 0: regroup every K batches to equal byte counts (PackedBatches balance; for
+    # DDP, where each step waits for the slowest rank); 0 = plain random batches
     device: str = "auto"  # "auto", "cpu" or "cuda"
     bf16: bool = False  # bf16 autocast on CUDA or CPU: projections and feed-forwards in bf16; attention,
     # existence, probabilities and every loss stay fp32 (zonkey._utils.fp32)
@@ -307,7 +309,7 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
         train_texts = [ex["text"] for _, ex in zip(range(20000), ds)]
     elif world > 1:
         train_texts = train_texts[rank::world]
-    data = PackedBatches(train_texts, cfg.batch_size, max_bytes, seed=cfg.seed)
+    data = PackedBatches(train_texts, cfg.batch_size, max_bytes, seed=cfg.seed, balance=cfg.balance_batches)
     held = [x for _, x in local_split("heldout")]
     held_data = PackedBatches(held, 8, max_bytes, seed=1234)
     heldout_batch = next(held_data)
@@ -345,7 +347,7 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
 
         # the only buffers are constant sinusoid tables: nothing to broadcast before each forward
         ddp = DistributedDataParallel(
-            model, find_unused_parameters=True, broadcast_buffers=False, gradient_as_bucket_view=True
+            model, find_unused_parameters=True, forward_sync_buffers=False, gradient_as_bucket_view=True
         )
 
     def checkpoint():
