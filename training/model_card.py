@@ -94,7 +94,7 @@ def stage_line(t: dict) -> str:
         )
     else:
         what = "all levels"
-    world = t.get("world_size") or 1
+    world = t["world_size"]
     procs = f"{world} DDP processes of " if world > 1 else ""
     batch = f"{world} × {tc.get('batch_size')}" if world > 1 else f"{tc.get('batch_size')}"
     return (

@@ -140,7 +140,7 @@ def get_lr(step: int, cfg: TrainConfig, minutes: float = 0.0) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     frac = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
-    if getattr(cfg, "time_schedule", False) and cfg.max_minutes > 0:  # the AR baseline's config has none
+    if cfg.time_schedule and cfg.max_minutes > 0:
         frac = max(frac, min(1.0, minutes / cfg.max_minutes))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
 
@@ -200,13 +200,15 @@ def restrict_training(model: Zonkey, train_only: str) -> None:
     prefixes = [p.strip() for p in train_only.split(",") if p.strip()]
     if not prefixes:
         return
-    names = [n for n, _ in model.named_parameters()]
-    for pre in prefixes:
-        if not any(n == pre or n.startswith(pre + ".") for n in names):
-            top = sorted({".".join(n.split(".")[:3]) for n in names})
+    params = dict(model.named_parameters())
+    keep = {pre: {n for n in params if n == pre or n.startswith(pre + ".")} for pre in prefixes}
+    for pre, names in keep.items():
+        if not names:
+            top = sorted({".".join(n.split(".")[:3]) for n in params})
             raise ValueError(f"train_only prefix {pre!r} names no parameter; parameter groups are: {', '.join(top)}")
-    for n, p in model.named_parameters():
-        if not any(n == pre or n.startswith(pre + ".") for pre in prefixes):
+    trained = set().union(*keep.values())
+    for n, p in params.items():
+        if n not in trained:
             p.requires_grad_(False)
 
 

@@ -50,6 +50,7 @@ class ARTrainConfig:
     warmup_steps: int = 50
     max_steps: int = 1000  # schedule length (the cosine ends here)
     max_minutes: float = 0.0  # stop (with a checkpoint) after this wall-clock; 0 = no limit
+    time_schedule: bool = False  # cosine progress = max(steps / max_steps, minutes / max_minutes), as in TrainConfig
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     seed: int = 0
@@ -190,13 +191,14 @@ def main(cfg: ARTrainConfig, resume: bool = False) -> dict[str, Any]:
     stop_reason = "max_steps"
     bar = tqdm(total=cfg.max_steps, initial=step, dynamic_ncols=True)
     while step < cfg.max_steps:
-        if cfg.max_minutes and (time.time() - t_start) / 60 > cfg.max_minutes:
+        t0 = time.time()
+        run_minutes = (t0 - t_start) / 60
+        if cfg.max_minutes and run_minutes > cfg.max_minutes:
             stop_reason = "max_minutes"
             break
-        t0 = time.time()
         ids, lengths = next(data)  # (b, context), (b,)
         ids, lengths = ids.to(device), lengths.to(device)
-        lr = get_lr(step, cfg)
+        lr = get_lr(step, cfg, minutes=run_minutes)
         for g in opt.param_groups:
             g["lr"] = lr
         loss = model.loss(ids, lengths)
