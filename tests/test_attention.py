@@ -58,3 +58,25 @@ def test_key_mask_blocks_padding_and_rows_stay_finite():
     mask = torch.tensor([[True, True, False, False]])
     bias = existence_bias(logp, mask)
     assert torch.isinf(bias[0, 0, 0, 2]) and torch.isfinite(bias[0, 0, 2]).all()
+
+
+def test_encoder_rows_equal_the_same_rows_of_the_full_output():
+    """`rows` computes only some queries in the last block; values and gradients equal the full
+    stack's rows (float64, so only rounding could differ)."""
+    from zonkey.attention import Encoder
+
+    torch.manual_seed(3)
+    enc = Encoder(16, 4, n_layers=2).double()
+    x = torch.randn(3, 9, 16, dtype=torch.float64, requires_grad=True)
+    logp = log_existence(torch.rand(3, 9, dtype=torch.float64) * 0.5)
+    mask = torch.ones(3, 9, dtype=torch.bool)
+    mask[1, 6:] = False
+    for rows in (slice(0, 4), slice(4, None)):
+        full, full_res = enc(x, logp, mask, return_residual=True)
+        part, part_res = enc(x, logp, mask, return_residual=True, rows=rows)
+        assert part.shape == full[:, rows].shape
+        torch.testing.assert_close(part, full[:, rows], rtol=0, atol=1e-12)
+        torch.testing.assert_close(part_res, full_res[:, rows], rtol=0, atol=1e-12)
+        (g_full,) = torch.autograd.grad(full[:, rows].square().sum(), x)
+        (g_part,) = torch.autograd.grad(part.square().sum(), x)
+        torch.testing.assert_close(g_part, g_full, rtol=0, atol=1e-12)

@@ -166,41 +166,53 @@ def test_smoke_recipe_trains_resumes_exports_and_evaluates(tmp_path):
         assert key in m and m[key] == m[key]  # present and not NaN
 
 
+DDP_DRIVER = """
+import os, sys
+sys.path.insert(0, os.getcwd())
+from training import train
+from zonkey import Zonkey
+
+real, calls = Zonkey.forward, {"n": 0}
+
+def flaky(self, *args, **kwargs):  # rank 1's second training forward gives a NaN loss
+    out = real(self, *args, **kwargs)
+    calls["n"] += 1
+    if calls["n"] == 2 and os.environ["RANK"] == "1":
+        out.loss = out.loss * float("nan")
+    return out
+
+Zonkey.forward = flaky
+train.main(*train.parse_args(sys.argv[1:]))
+"""
+
+
 def test_ddp_two_cpu_processes_on_gloo(tmp_path):
-    """torchrun with 2 processes (gloo): both ranks train in lockstep and rank 0 writes the run."""
+    """torchrun with 2 processes (gloo): both ranks train in lockstep and rank 0 writes the run; a
+    NaN loss on rank 1 alone makes both ranks skip that step (no hang, no divergence)."""
     import os
     import subprocess
     import sys
 
     out = tmp_path / "ddp"
+    driver = tmp_path / "driver.py"
+    driver.write_text(DDP_DRIVER)
     cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29517",
-        "-m",
-        "training.train",
-        "--config",
-        "training/configs/tiny.json",
-        f"--out_dir={out}",
-        "--max_steps=2",
-        "--max_minutes=30",  # never reached; exercises rank 0's clock broadcast every step
-        "--time_schedule=true",
-        "--threads=1",
-        "--eval_every=100",
-        "--export=false",
+        *(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"),
+        str(driver),
+        *("--config", "training/configs/tiny.json", f"--out_dir={out}", "--max_steps=2"),
+        "--max_minutes=30",  # never reached; exercises rank 0's clock carried by the step's all-reduce
+        *("--time_schedule=true", "--threads=1", "--eval_every=100", "--export=false"),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert log[0]["world_size"] == 2
-    assert log[-1]["event"] == "end" and log[-1]["step"] == 2
+    assert [r["step"] for r in log if r.get("event") == "nonfinite_loss"] == [1]  # rank 0's own loss was finite
+    assert log[-1]["event"] == "end" and log[-1]["step"] == 2 and log[-1]["bad_steps"] == 1
     assert load_state(out / "state.pt")["step"] == 2
-    # characters are counted over both ranks' batches (each rank reads every 2nd training text)
+    # characters are counted over both ranks' batches (each rank reads every 2nd training text);
+    # the skipped step's batches (the 2nd) are not counted
     from training.data import PackedBatches, local_split
 
     texts = [x for _, x in local_split("train")]
@@ -210,7 +222,8 @@ def test_ddp_two_cpu_processes_on_gloo(tmp_path):
         data = PackedBatches(
             texts[rank::2], cfg.batch_size, ZonkeyConfig.preset("tiny").levels[0].doc_len, seed=cfg.seed
         )
-        want += sum(int(next(data)[1].sum()) for _ in range(2))
+        sizes = [int(next(data)[1].sum()) for _ in range(3)]
+        want += sizes[0] + sizes[2]
     assert log[-1]["chars_seen"] == want
 
 

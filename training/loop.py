@@ -1,8 +1,10 @@
 """Pieces of a training loop shared by `training.train` (Zonkey) and `training.baselines.train_ar`
 (the AR baseline): device choice and an optimizer step that never trains on a non-finite value.
 
-A step whose loss is non-finite is skipped before backward; a step whose clipped gradient norm is
-non-finite is skipped before the optimizer update. Both are counted; `max_bad_steps` consecutive
+A step whose loss is non-finite is skipped before backward (in one process) or right after it (under
+DDP, where every rank must run backward for the gradient all-reduce and the ranks then agree through
+`after_backward`); a step whose clipped gradient norm is non-finite is skipped before the optimizer
+update. Both are counted; `max_bad_steps` consecutive
 skips exhaust the guard, and the loop stops with `stop_reason`.
 """
 
@@ -36,17 +38,25 @@ class GuardedStep:
     total: int = 0  # all skipped steps
     reason: str = ""
 
-    def __call__(self, loss, params, opt, grad_clip: float, finite=None):
+    def __call__(self, loss, params, opt, grad_clip: float, after_backward=None):
         """zero_grad; backward, clip and step unless a value is non-finite.
 
-        finite: optional precomputed (e.g. all-reduced) finiteness of the loss.
+        after_backward: for DDP, a callable run right after backward that returns whether every
+        rank's loss was finite (one all-reduce after the gradient one, so the ranks meet once per
+        step); the gradients of a skipped step are discarded, never applied.
         Returns (event, grad_norm): event is None for a taken step, else "nonfinite_loss" or
         "nonfinite_grad" (grad_norm is then None or the non-finite norm)."""
         opt.zero_grad(set_to_none=True)
-        ok = bool(torch.isfinite(loss.detach())) if finite is None else bool(finite)
+        if after_backward is None:
+            ok = bool(torch.isfinite(loss.detach()))
+            if ok:
+                loss.backward()
+        else:
+            loss.backward()
+            ok = bool(after_backward())
         if not ok:
+            opt.zero_grad(set_to_none=True)
             return self._skip("nonfinite_loss", "losses"), None
-        loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
         if not torch.isfinite(gnorm):
             opt.zero_grad(set_to_none=True)

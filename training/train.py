@@ -397,17 +397,26 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else None
     model.train()
 
-    def minutes() -> float:
-        """Wall-clock minutes of this run; under DDP rank 0's clock, so every rank takes the same lr and
-        the same decision to stop (a rank leaving the loop alone would hang the others)."""
-        m = (time.time() - t_start) / 60
-        if world > 1 and cfg.max_minutes:
-            import torch.distributed as dist
+    ddp_state = {"minutes": 0.0, "chars": 0}  # under DDP: rank 0's clock and all ranks' characters, last step
 
-            t = torch.tensor([m], dtype=torch.float64, device=device)
-            dist.broadcast(t, 0)
-            m = float(t)
-        return m
+    def minutes() -> float:
+        """Wall-clock minutes of this run. Under DDP every rank uses rank 0's clock as of the previous
+        step's all-reduce, so all take the same lr and the same decision to stop (a rank leaving the
+        loop alone would hang the others)."""
+        return (time.time() - t_start) / 60 if world == 1 else ddp_state["minutes"]
+
+    def sync_after_backward() -> bool:
+        """DDP: one all-reduce right after the gradient one (the ranks meet once per step): whether
+        every rank's loss was finite (any non-finite one skips the step everywhere), the characters of
+        all ranks, and rank 0's clock."""
+        import torch.distributed as dist
+
+        own = (time.time() - t_start) / 60 if rank == 0 else 0.0
+        nonfinite = float(not torch.isfinite(loss.detach()))
+        sums = torch.tensor([nonfinite, n_chars, own], dtype=torch.float64, device=device)
+        dist.all_reduce(sums)
+        ddp_state["chars"], ddp_state["minutes"] = int(sums[1]), float(sums[2])
+        return bool(sums[0] == 0)
 
     while step < cfg.max_steps:
         t0 = time.time()
@@ -428,15 +437,11 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
         else:
             fwd = ddp(ids, lengths, n_lv, cfg.frozen_levels)
         loss = fwd.loss
-        finite = torch.isfinite(loss.detach())
         n_chars = int(lengths.sum())
-        if world > 1:  # one all-reduce: any rank's non-finite loss skips the step everywhere; total characters
-            import torch.distributed as dist
-
-            sums = torch.stack([(~finite).float(), lengths.sum().float()]).to(device)
-            dist.all_reduce(sums)
-            finite, n_chars = sums[0] == 0, int(sums[1])
-        event, gnorm = guard(loss, trainable, opt, cfg.grad_clip, finite=finite)
+        sync = sync_after_backward if world > 1 else None
+        event, gnorm = guard(loss, trainable, opt, cfg.grad_clip, after_backward=sync)
+        if world > 1:
+            n_chars = ddp_state["chars"]
         if event:
             log({"event": event, "step": step, **({"terms": fwd.flat_terms()} if event == "nonfinite_loss" else {})})
             if guard.exhausted:

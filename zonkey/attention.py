@@ -83,16 +83,28 @@ class Attention(nn.Module):
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.unflatten(-1, (self.h, self.e)).transpose(1, 2)  # (b, h, t, e)
 
-    def forward(self, x, bias=None, ctx=None, q_pos=None, k_pos=None):
-        """x: (b, tq, d); ctx: (b, tk, d) for cross-attention; q_pos/k_pos: (b, t) long or None."""
+    def forward(self, x, bias=None, ctx=None, q_pos=None, k_pos=None, rows: slice | None = None):
+        """x: (b, tq, d); ctx: (b, tk, d) for cross-attention; q_pos/k_pos: (b, t) long or None.
+
+        rows (self-attention only): compute the outputs of these query positions only, (b, tq', d);
+        keys and values still come from every position, so the rows equal the full output's rows."""
         if self.cross:
             q, g = self.q(x).chunk(2, dim=-1)
             k, v = self.kv(ctx).chunk(2, dim=-1)
-        else:
+        elif rows is None:
             q, k, v, g = self.qkvg(x).chunk(4, dim=-1)
+        else:
+            d, w, b = x.shape[-1], self.qkvg.weight, self.qkvg.bias  # (4d, d), (4d,): q | k | v | g
+            k, v = F.linear(x, w[d : 3 * d], b[d : 3 * d]).chunk(2, dim=-1)
+            wqg, bqg = torch.cat([w[:d], w[3 * d :]]), torch.cat([b[:d], b[3 * d :]])
+            q, g = F.linear(x[:, rows], wqg, bqg).chunk(2, dim=-1)
+            bias = None if bias is None else bias[:, :, rows]
         q, k, v = self._heads(q), self._heads(k), self._heads(v)  # (b, h, t, e)
         tq, tk = q.shape[2], k.shape[2]
-        pq = self.pos[:tq] if q_pos is None else self.pos[q_pos][:, None]  # (tq, e) | (b, 1, tq, e)
+        if rows is not None:
+            pq = self.pos[: x.shape[1]][rows]  # (tq', e): the kept queries' own positions
+        else:
+            pq = self.pos[:tq] if q_pos is None else self.pos[q_pos][:, None]  # (tq, e) | (b, 1, tq, e)
         pk = self.pos[:tk] if k_pos is None else self.pos[k_pos][:, None]
         out = _attend(q + pq, k + pk, v, bias)  # (b, h, tq, e)
         out = out * torch.sigmoid(self._heads(g))
@@ -109,9 +121,11 @@ class Block(nn.Module):
         self.attn = Attention(d, n_heads, cross=cross)
         self.ff = nn.Sequential(nn.Linear(d, ff_ratio * d), nn.GELU(), nn.Linear(ff_ratio * d, d))
 
-    def forward(self, x, bias=None, ctx=None, q_pos=None, k_pos=None):
+    def forward(self, x, bias=None, ctx=None, q_pos=None, k_pos=None, rows: slice | None = None):
+        """rows: return only these positions (see `Attention.forward`): (b, t', d)."""
         ctx = self.ln_ctx(ctx) if self.ln_ctx is not None else None
-        x = x + self.attn(self.ln1(x), bias=bias, ctx=ctx, q_pos=q_pos, k_pos=k_pos)
+        res = x if rows is None else x[:, rows]
+        x = res + self.attn(self.ln1(x), bias=bias, ctx=ctx, q_pos=q_pos, k_pos=k_pos, rows=rows)
         return x + self.ff(self.ln2(x))
 
 
@@ -126,16 +140,20 @@ class Encoder(nn.Module):
         self.blocks = nn.ModuleList([Block(d, n_heads, ff_ratio) for _ in range(n_layers)])
         self.ln = nn.LayerNorm(d)
 
-    def forward(self, x, logp=None, key_mask=None, return_residual: bool = False):
-        """return_residual: also return the residual stream before the final LayerNorm."""
+    def forward(self, x, logp=None, key_mask=None, return_residual: bool = False, rows: slice | None = None):
+        """return_residual: also return the residual stream before the final LayerNorm.
+        rows: the caller needs only these positions; the last block computes just their queries
+        (the compressor keeps its C latents, the decoder its S slots): (b, t', d), equal to the
+        same rows of the full output."""
         bias = None
         if logp is not None:
             bias = existence_bias(logp, key_mask)
         elif key_mask is not None:
             bias = existence_bias(torch.zeros_like(key_mask, dtype=torch.float32), key_mask)
-        for blk in self.blocks:
-            x = blk(x, bias=bias)
+        last = len(self.blocks) - 1
+        for i, blk in enumerate(self.blocks):
+            x = blk(x, bias=bias, rows=rows if i == last else None)
         out = self.ln(x)
         if key_mask is not None:
-            out = out * key_mask[..., None]
+            out = out * (key_mask if rows is None else key_mask[:, rows])[..., None]
         return (out, x) if return_residual else out

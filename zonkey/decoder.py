@@ -76,7 +76,7 @@ class Decoder(nn.Module):
         u = self.draft(seq)  # (m, 1+c+s, d)
         draft_logp = log_existence(self.bos(u[:, -self.s :]))  # (m, s)
         lp = torch.cat([draft_logp.new_zeros(m, 1 + self.c), draft_logp], dim=1)
-        h = self.denoiser(u, lp)[:, -self.s :]  # (m, s, d)
+        h = self.denoiser(u, lp, rows=slice(1 + self.c, None))  # (m, s, d)
         x = to_sphere(h.float(), self.r)
         beta = self.bos(x)
         return Decoded(x, beta, log_existence(beta))

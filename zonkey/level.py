@@ -105,27 +105,29 @@ class ZonkeyLevel(nn.Module):
             "clean_bos": existence_bce(dec0.logp, p_label),
         }
 
-        # stitcher on consecutive windows of a document: decoded (clean pass) and "null" (inputs)
+        # stitcher on consecutive windows of a document: decoded (clean pass) and "null" (inputs),
+        # both as one batch of 2p pairs through the stitcher
         pair = (win.doc[:-1] == win.doc[1:]).nonzero(as_tuple=True)[0]  # (p,)
         if pair.numel() > 0:
+            p = pair.numel()
             delta = win.start[pair + 1] - win.start[pair]
             targets_in = to_sphere(win.x, rho(cfg.d_model))
-            for name, u, lp in (("stitch", dec0.x, dec0.logp), ("null", targets_in, win.logp)):
-                u1, u2 = u[pair], u[pair + 1]
-                _, mean = self.stitcher.offset_posterior(u1, lp[pair], u2)
-                refined = self.stitcher.refine(u1, u2, lp[pair + 1], delta)
-                sub = Windows(
-                    *(
-                        None if f is None else f[pair]
-                        for f in (win.doc, win.start, win.x, win.beta, win.logp, win.valid, win.share, win.rank)
-                    ),
-                    counts=win.counts,
-                    ids=None if win.ids is None else win.ids[pair],
-                )
-                k = kappa if name == "stitch" else 1.0
-                pos_name, seq_name = ("stitch_pos", "stitch_seq") if name == "stitch" else ("null_pos", "null_seq")
-                terms[pos_name] = k * stitch_position_loss(mean, delta, w[pair])
-                terms[seq_name] = k * self.recon(refined, sub, w[pair], emb, pool)
+            u = torch.cat([dec0.x[pair], targets_in[pair]])  # (2p, s, d): left windows
+            u_next = torch.cat([dec0.x[pair + 1], targets_in[pair + 1]])  # (2p, s, d): right windows
+            _, mean = self.stitcher.offset_posterior(u, torch.cat([dec0.logp[pair], win.logp[pair]]), u_next)
+            lp_next = torch.cat([dec0.logp[pair + 1], win.logp[pair + 1]])
+            refined = self.stitcher.refine(u, u_next, lp_next, delta.repeat(2))  # (2p, s, d)
+            sub = Windows(
+                *(
+                    None if f is None else f[pair]
+                    for f in (win.doc, win.start, win.x, win.beta, win.logp, win.valid, win.share, win.rank)
+                ),
+                counts=win.counts,
+                ids=None if win.ids is None else win.ids[pair],
+            )
+            for name, half, k in (("stitch", slice(0, p), kappa), ("null", slice(p, None), 1.0)):
+                terms[f"{name}_pos"] = k * stitch_position_loss(mean[half], delta, w[pair])
+                terms[f"{name}_seq"] = k * self.recon(refined[half], sub, w[pair], emb, pool)
         else:
             zero = x.new_zeros(())
             terms.update(stitch_pos=zero, stitch_seq=zero, null_pos=zero, null_seq=zero)
@@ -176,5 +178,5 @@ class ZonkeyLevel(nn.Module):
         mask = to_sphere(self.mask_vector, rho(d)).expand_as(x)
         corrupted = torch.where((pick & (u < 0.8))[..., None], mask, x)
         corrupted = torch.where((pick & (u >= 0.8) & (u < 0.9))[..., None], rnd, corrupted)
-        h = self.compressor.encode_tokens(corrupted, win.logp, win.valid)[:, self.cfg.n_latents :]
+        h = self.compressor.encode_tokens(corrupted, win.logp, win.valid, rows=slice(self.cfg.n_latents, None))
         return info_nce(h, win.x, pool, pick.float(), self.cfg.mlm_negatives)
