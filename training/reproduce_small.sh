@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce assets/models/zonkey-small from scratch on 2 CPU cores (about 6 hours).
+# Reproduce assets/models/zonkey-small from scratch on 2 CPU cores (about 7.5 hours).
 #   stage 1: both levels from scratch, level 1 only for steps 1,500-1,800 (training/configs/small.json)
 #   stage 2: level 0 frozen from stage 1, a fresh level 1 trained on 32 documents per step
 #            (training/configs/small_level1.json)
@@ -7,6 +7,8 @@
 #            bf16 autocast (training/configs/small_stage3.json)
 #   stage 4: only level 0's decoder and stitcher train (everything else frozen, so level 1's inputs
 #            stay bit-identical), two DDP processes of one thread, bf16 (training/configs/small_stage4.json)
+#   stage 5: level 1 trains again on the frozen level 0 (now with stage 4's decoder), two DDP
+#            processes of one thread, 16 documents each, bf16 (training/configs/small_stage5.json)
 # then evaluate the result. Each stage resumes exactly if it is interrupted: run this again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,5 +35,7 @@ run_stage training/configs/small_level1.json runs/small_level1
 run_stage training/configs/small_stage3.json runs/small_stage3
 OMP_NUM_THREADS=1 run_stage training/configs/small_stage4.json runs/small_stage4 \
   "$PY" -m torch.distributed.run --nproc_per_node 2 --master_port "${PORT:-29571}"
-"$PY" -m training.evaluate --model runs/small_stage4/release
-echo "release: runs/small_stage4/release (copy it to assets/models/zonkey-small to ship it)"
+OMP_NUM_THREADS=1 run_stage training/configs/small_stage5.json runs/small_stage5 \
+  "$PY" -m torch.distributed.run --nproc_per_node 2 --master_port "${PORT:-29571}"
+"$PY" -m training.evaluate --model runs/small_stage5/release
+echo "release: runs/small_stage5/release (copy it to assets/models/zonkey-small to ship it)"

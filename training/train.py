@@ -8,7 +8,10 @@ rename) and hold model, EMA, optimizer, step, RNG states and the data position, 
 continues the same run exactly. A non-finite loss is never trained on: the step is skipped and
 counted; `max_bad_steps` consecutive ones stop the run with a message (after a checkpoint).
 Multi-process: launch with `torchrun --nproc_per_node N -m training.train ...` (gloo on CPU,
-nccl on GPU); every rank reads its own shard of the training texts.
+nccl on GPU); every rank reads its own shard of the training texts. The ranks meet once per step:
+right after the gradient all-reduce, one more all-reduce carries whether every rank's loss was
+finite (a non-finite loss on any rank skips the step on all of them), all ranks' characters, and
+rank 0's clock (for the wall-clock schedule and `max_minutes`, so every rank stops at the same step).
 """
 
 from __future__ import annotations

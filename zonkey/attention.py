@@ -88,6 +88,8 @@ class Attention(nn.Module):
 
         rows (self-attention only): compute the outputs of these query positions only, (b, tq', d);
         keys and values still come from every position, so the rows equal the full output's rows."""
+        if rows is not None and (self.cross or q_pos is not None):
+            raise ValueError("rows= is for self-attention with default positions only")
         if self.cross:
             q, g = self.q(x).chunk(2, dim=-1)
             k, v = self.kv(ctx).chunk(2, dim=-1)
