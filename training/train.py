@@ -408,10 +408,10 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
         loop alone would hang the others)."""
         return (time.time() - t_start) / 60 if world == 1 else ddp_state["minutes"]
 
-    def sync_after_backward() -> bool:
+    def sync_after_backward(loss: torch.Tensor, n_chars: int) -> bool:
         """DDP: one all-reduce right after the gradient one (the ranks meet once per step): whether
         every rank's loss was finite (any non-finite one skips the step everywhere), the characters of
-        all ranks, and rank 0's clock."""
+        all ranks, and rank 0's clock (both kept in `ddp_state`)."""
         import torch.distributed as dist
 
         own = (time.time() - t_start) / 60 if rank == 0 else 0.0
@@ -441,7 +441,7 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
             fwd = ddp(ids, lengths, n_lv, cfg.frozen_levels)
         loss = fwd.loss
         n_chars = int(lengths.sum())
-        sync = sync_after_backward if world > 1 else None
+        sync = (lambda: sync_after_backward(loss, n_chars)) if world > 1 else None
         event, gnorm = guard(loss, trainable, opt, cfg.grad_clip, after_backward=sync)
         if world > 1:
             n_chars = ddp_state["chars"]

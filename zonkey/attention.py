@@ -105,8 +105,10 @@ class Attention(nn.Module):
         tq, tk = q.shape[2], k.shape[2]
         if rows is not None:
             pq = self.pos[: x.shape[1]][rows]  # (tq', e): the kept queries' own positions
+        elif q_pos is None:
+            pq = self.pos[:tq]  # (tq, e)
         else:
-            pq = self.pos[:tq] if q_pos is None else self.pos[q_pos][:, None]  # (tq, e) | (b, 1, tq, e)
+            pq = self.pos[q_pos][:, None]  # (b, 1, tq, e)
         pk = self.pos[:tk] if k_pos is None else self.pos[k_pos][:, None]
         out = _attend(q + pq, k + pk, v, bias)  # (b, h, tq, e)
         out = out * torch.sigmoid(self._heads(g))

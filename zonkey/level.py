@@ -111,12 +111,11 @@ class ZonkeyLevel(nn.Module):
         if pair.numel() > 0:
             p = pair.numel()
             delta = win.start[pair + 1] - win.start[pair]
-            targets_in = to_sphere(win.x, rho(cfg.d_model))
-            u = torch.cat([dec0.x[pair], targets_in[pair]])  # (2p, s, d): left windows
-            u_next = torch.cat([dec0.x[pair + 1], targets_in[pair + 1]])  # (2p, s, d): right windows
-            _, mean = self.stitcher.offset_posterior(u, torch.cat([dec0.logp[pair], win.logp[pair]]), u_next)
-            lp_next = torch.cat([dec0.logp[pair + 1], win.logp[pair + 1]])
-            refined = self.stitcher.refine(u, u_next, lp_next, delta.repeat(2))  # (2p, s, d)
+            u = torch.cat([dec0.x, to_sphere(win.x, rho(cfg.d_model))])  # (2m, s, d): decoded, then inputs
+            lp = torch.cat([dec0.logp, win.logp])  # (2m, s)
+            left = torch.cat([pair, pair + m])  # (2p,): the left window of each pair, decoded then null
+            _, mean = self.stitcher.offset_posterior(u[left], lp[left], u[left + 1])
+            refined = self.stitcher.refine(u[left], u[left + 1], lp[left + 1], delta.repeat(2))  # (2p, s, d)
             sub = Windows(
                 *(
                     None if f is None else f[pair]
@@ -125,9 +124,10 @@ class ZonkeyLevel(nn.Module):
                 counts=win.counts,
                 ids=None if win.ids is None else win.ids[pair],
             )
+            wp = w[pair]
             for name, half, k in (("stitch", slice(0, p), kappa), ("null", slice(p, None), 1.0)):
-                terms[f"{name}_pos"] = k * stitch_position_loss(mean[half], delta, w[pair])
-                terms[f"{name}_seq"] = k * self.recon(refined[half], sub, w[pair], emb, pool)
+                terms[f"{name}_pos"] = k * stitch_position_loss(mean[half], delta, wp)
+                terms[f"{name}_seq"] = k * self.recon(refined[half], sub, wp, emb, pool)
         else:
             zero = x.new_zeros(())
             terms.update(stitch_pos=zero, stitch_seq=zero, null_pos=zero, null_seq=zero)
