@@ -10,6 +10,7 @@ from zonkey._utils import rho
 from zonkey.checkpoint import CheckpointError
 from zonkey.config import LevelConfig
 from zonkey.diffusion import add_noise, relaxed_targets
+from zonkey.losses import info_nce
 
 
 def _batch(text: str, n: int):
@@ -104,6 +105,26 @@ def test_relaxed_target_picks_truth_or_previous_estimate():
     assert torch.allclose(t, torch.zeros(2))
     _, t = relaxed_targets(a.clone(), a, x, w, t_min=0.5)
     assert (t >= 0.5).all()
+
+
+def test_info_nce_ignores_zero_weight_rows_in_value_gradient_and_randomness():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 6, 16, generator=g, requires_grad=True)
+    targets, pool = torch.randn(3, 6, 16, generator=g), torch.randn(40, 16, generator=g)
+    w = (torch.rand(3, 6, generator=g) < 0.3).float() * torch.rand(3, 6, generator=g)
+    keep = w > 0
+    assert 0 < int(keep.sum()) < w.numel()
+    full = info_nce(x, targets, pool, w, k=7, generator=torch.Generator().manual_seed(1))
+    x_kept = x.detach()[keep][None].requires_grad_()
+    only = info_nce(x_kept, targets[keep][None], pool, w[keep][None], k=7, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(full, only, atol=1e-6)
+    full.backward()
+    only.backward()
+    assert torch.equal(x.grad[~keep], torch.zeros_like(x.grad[~keep]))
+    assert torch.allclose(x.grad[keep], x_kept.grad[0], atol=1e-6)
+    # a target that is also in the pool is never its own negative (P8)
+    t_in_pool = info_nce(targets.clone(), targets, targets.flatten(0, 1), torch.ones(3, 6), k=200)
+    assert t_in_pool < 1e-3
 
 
 def test_same_seed_same_output_and_different_seed_differs(tiny_model, sentence):

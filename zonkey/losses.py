@@ -48,22 +48,25 @@ def info_nce(x, targets, pool, w, k: int, generator=None, pos_cos=None):
 
     x, targets: (m, s, d); pool: (p, d); w: (m, s). pos_cos: optional (m, s) positive cosine
     (the segment-relaxed one of the dirty pass). Negatives equal to the target are masked (P8).
-    The cosines to the pool are one matmul and the k negatives are gathered from it; a pool larger
-    than POOL_CAP is first subsampled uniformly, so the cost stays linear in the batch size."""
-    xn = F.normalize(x, dim=-1).flatten(0, 1)  # (ms, d)
-    tn = F.normalize(targets, dim=-1).flatten(0, 1)
+    Only rows with weight > 0 are scored (the others add nothing to the weighted mean; the MLM
+    term weights about a fifth of the rows). The cosines to the pool are one matmul and the k
+    negatives are gathered from it; a pool larger than POOL_CAP is first subsampled uniformly, so
+    the cost stays linear in the batch size."""
+    keep = (w > 0).flatten()  # (ms,)
+    xn = F.normalize(x.flatten(0, 1)[keep], dim=-1)  # (n, d)
+    tn = F.normalize(targets.flatten(0, 1)[keep], dim=-1)
     pn = F.normalize(pool, dim=-1)  # (p, d)
-    pos = pos_cos.flatten() if pos_cos is not None else (xn * tn).sum(-1)  # (ms,)
+    pos = pos_cos.flatten()[keep] if pos_cos is not None else (xn * tn).sum(-1)  # (n,)
     if pn.shape[0] > POOL_CAP:  # a uniform subset: each row's negatives stay uniform over the pool
         pick = torch.randperm(pn.shape[0], generator=generator, device=x.device)[:POOL_CAP]
         pn = pn[pick]
-    idx = torch.randint(0, pn.shape[0], (xn.shape[0], k), generator=generator, device=x.device)  # (ms, k)
-    ncos = (xn @ pn.t()).gather(1, idx)  # (ms, k)
+    idx = torch.randint(0, pn.shape[0], (xn.shape[0], k), generator=generator, device=x.device)  # (n, k)
+    ncos = (xn @ pn.t()).gather(1, idx)  # (n, k)
     with torch.no_grad():
         same = (tn @ pn.t()).gather(1, idx) > 1 - 1e-5
     logits = torch.cat([cos_logits(pos)[:, None], cos_logits(ncos).masked_fill(same, -1e4)], dim=-1)
     ce = F.cross_entropy(logits, torch.zeros(xn.shape[0], dtype=torch.long, device=x.device), reduction="none")
-    return weighted_mean(ce.view_as(w), w)
+    return weighted_mean(ce, w.flatten()[keep])
 
 
 @fp32
