@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce assets/models/zonkey-small from scratch on 2 CPU cores (about 7.5 hours).
+# Reproduce assets/models/zonkey-small from scratch on 2 CPU cores (about 9 hours).
 #   stage 1: both levels from scratch, level 1 only for steps 1,500-1,800 (training/configs/small.json)
 #   stage 2: level 0 frozen from stage 1, a fresh level 1 trained on 32 documents per step
 #            (training/configs/small_level1.json)
@@ -9,6 +9,8 @@
 #            stay bit-identical), two DDP processes of one thread, bf16 (training/configs/small_stage4.json)
 #   stage 5: level 1 trains again on the frozen level 0 (now with stage 4's decoder), two DDP
 #            processes of one thread, 16 documents each, bf16 (training/configs/small_stage5.json)
+#   stage 6: stage 5 continued with a new 100-minute cosine schedule at a lower peak lr (6e-4)
+#            and another data order (training/configs/small_stage6.json)
 # then evaluate the result. Each stage resumes exactly if it is interrupted: run this again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,5 +39,7 @@ OMP_NUM_THREADS=1 run_stage training/configs/small_stage4.json runs/small_stage4
   "$PY" -m torch.distributed.run --nproc_per_node 2 --master_port "${PORT:-29571}"
 OMP_NUM_THREADS=1 run_stage training/configs/small_stage5.json runs/small_stage5 \
   "$PY" -m torch.distributed.run --nproc_per_node 2 --master_port "${PORT:-29571}"
-"$PY" -m training.evaluate --model runs/small_stage5/release
-echo "release: runs/small_stage5/release (copy it to assets/models/zonkey-small to ship it)"
+OMP_NUM_THREADS=1 run_stage training/configs/small_stage6.json runs/small_stage6 \
+  "$PY" -m torch.distributed.run --nproc_per_node 2 --master_port "${PORT:-29571}"
+"$PY" -m training.evaluate --model runs/small_stage6/release
+echo "release: runs/small_stage6/release (copy it to assets/models/zonkey-small to ship it)"
