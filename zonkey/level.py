@@ -114,8 +114,9 @@ class ZonkeyLevel(nn.Module):
             u = torch.cat([dec0.x, to_sphere(win.x, rho(cfg.d_model))])  # (2m, s, d): decoded, then inputs
             lp = torch.cat([dec0.logp, win.logp])  # (2m, s)
             left = torch.cat([pair, pair + m])  # (2p,): the left window of each pair, decoded then null
-            _, mean = self.stitcher.offset_posterior(u[left], lp[left], u[left + 1])
-            refined = self.stitcher.refine(u[left], u[left + 1], lp[left + 1], delta.repeat(2))  # (2p, s, d)
+            u_left, u_right = u[left], u[left + 1]  # (2p, s, d)
+            _, mean = self.stitcher.offset_posterior(u_left, lp[left], u_right)
+            refined = self.stitcher.refine(u_left, u_right, lp[left + 1], delta.repeat(2))  # (2p, s, d)
             sub = Windows(
                 *(
                     None if f is None else f[pair]
