@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -36,6 +37,49 @@ def test_overrides_are_typed_and_unknown_keys_refused():
         parse_overrides(["--learning_rate=1"])
     with pytest.raises(ValueError):
         parse_overrides(["--max_steps=three"])
+
+
+def test_a_config_extends_another_and_lists_only_its_changes(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps({"model": "tiny", "lr": 0.5, "seed": 1}))
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.json").write_text(json.dumps({"extends": "../a.json", "seed": 2, "max_steps": 7}))
+    b = TrainConfig.from_json(tmp_path / "sub" / "b.json", lr=0.25)
+    assert (b.model, b.lr, b.seed, b.max_steps) == ("tiny", 0.25, 2, 7)
+    assert b.batch_size == TrainConfig().batch_size  # neither file sets it: the dataclass default
+    (tmp_path / "a.json").write_text(json.dumps({"extends": "sub/b.json"}))
+    with pytest.raises(ValueError, match=r"cycle: b.json -> a.json -> b.json"):
+        TrainConfig.from_json(tmp_path / "sub" / "b.json")
+    (tmp_path / "c.json").write_text(json.dumps({"extends": "missing.json"}))
+    with pytest.raises(ValueError, match=r"missing.json does not exist \(named by c.json"):
+        TrainConfig.from_json(tmp_path / "c.json")
+
+
+def test_every_shipped_training_config_resolves_to_a_valid_model():
+    from training.train import model_config
+
+    # ar_small.json configures the baseline trainer; *_model.json are model configs that stages name
+    names = [
+        p
+        for p in sorted(Path("training/configs").glob("*.json"))
+        if p.stem != "ar_small" and not p.stem.endswith("_model")
+    ]
+    assert len(names) >= 9
+    for p in names:
+        cfg = TrainConfig.from_json(p)
+        assert isinstance(model_config(cfg), ZonkeyConfig), p
+    stage6 = TrainConfig.from_json("training/configs/small_stage6.json")
+    stage5 = TrainConfig.from_json("training/configs/small_stage5.json")
+    assert (
+        replace(
+            stage6,
+            out_dir=stage5.out_dir,
+            init_from=stage5.init_from,
+            lr=stage5.lr,
+            max_minutes=stage5.max_minutes,
+            seed=stage5.seed,
+        )
+        == stage5
+    )
 
 
 def test_resume_continues_the_same_run(tmp_path):

@@ -105,12 +105,29 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, path, **overrides) -> "TrainConfig":
-        d = json.loads(Path(path).read_text())
+        d = read_config_chain(Path(path))
         d.update(overrides)
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown training config keys: {sorted(unknown)}")
         return cls(**d)
+
+
+def read_config_chain(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """The keys of a training config JSON on top of those of the config named by its optional
+    "extends" (a path relative to the file), so a later stage lists only what it changes."""
+    path = path.resolve()
+    if path in _seen:
+        chain = " -> ".join(p.name for p in (*_seen, path))
+        raise ValueError(f"training config {path.name} extends itself in a cycle: {chain}")
+    if not path.is_file():
+        named = f' (named by {_seen[-1].name} in "extends")' if _seen else ""
+        raise ValueError(f"training config {path} does not exist{named}")
+    d = json.loads(path.read_text())
+    parent = d.pop("extends", None)
+    if parent is None:
+        return d
+    return {**read_config_chain(path.parent / parent, (*_seen, path)), **d}
 
 
 def parse_overrides(items: list[str], config_cls=None) -> dict:
