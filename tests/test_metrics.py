@@ -153,3 +153,18 @@ def test_distinct_n():
     assert distinct_n("single", 2) == 0.0 and distinct_n("", 2) == 0.0
     with pytest.raises(ValueError):
         distinct_n("a b", 0)
+
+
+def test_reconstruction_is_split_into_ascii_and_other_paragraphs():
+    from training.evaluate import eval_reconstruction
+
+    class AsciiOnlyAtLevel0:  # hand-made: level 0 turns every non-ASCII character into "?"
+        def reconstruct(self, text, level=None):
+            return text.encode("ascii", "replace").decode() if level == 0 else text
+
+    m = eval_reconstruction(AsciiOnlyAtLevel0(), ["abcd", "ab", "Córdoba", "ʿAbd"])
+    assert m["recon_acc_all"] == 1.0
+    assert m["recon_acc_l0_ascii"] == 1.0 and m["n_paragraphs_ascii"] == 2
+    assert m["recon_acc_l0_non_ascii"] == pytest.approx((6 / 7 + 3 / 4) / 2) and m["n_paragraphs_non_ascii"] == 2
+    assert m["recon_acc_l0"] == pytest.approx((2 + 6 / 7 + 3 / 4) / 4)
+    assert "recon_acc_l0_non_ascii" not in eval_reconstruction(AsciiOnlyAtLevel0(), ["plain"])

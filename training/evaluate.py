@@ -2,7 +2,8 @@
 
   python -m training.evaluate --model assets/models/zonkey-small [--text-file F] [--out metrics.json]
 
-- reconstruction: 1 - CER of `reconstruct` at level 0 and through all levels (paragraphs);
+- reconstruction: 1 - CER of `reconstruct` at level 0 and through all levels (paragraphs); level 0
+  also over the pure-ASCII paragraphs and over the others apart;
 - boundaries: P/R/F1 of level-0 starts against word starts and of level-1 starts against
   sentence starts, strict and with +-1 tolerance (one-to-one matching, position 0 excluded;
   `training.metrics.boundary_prf`); characters per segment per level;
@@ -73,9 +74,17 @@ def mask_words(sentence: str, rng: random.Random, k: int = 1):
 
 
 def eval_reconstruction(model, paras):
+    """Mean 1 - CER per paragraph; level 0 also split into pure-ASCII paragraphs and the others
+    (names, IPA, Greek: multi-byte UTF-8, whose bytes are rare in training)."""
     acc0 = [1 - cer(model.reconstruct(p, level=0), p) for p in tqdm(paras, desc="reconstruct l0", leave=False)]
     acc = [1 - cer(model.reconstruct(p), p) for p in tqdm(paras, desc="reconstruct all", leave=False)]
-    return {"recon_acc_l0": sum(acc0) / len(acc0), "recon_acc_all": sum(acc) / len(acc)}
+    out = {"recon_acc_l0": sum(acc0) / len(acc0), "recon_acc_all": sum(acc) / len(acc)}
+    for tag, keep in (("ascii", True), ("non_ascii", False)):
+        part = [a for a, p in zip(acc0, paras) if p.isascii() == keep]
+        out[f"n_paragraphs_{tag}"] = len(part)
+        if part:
+            out[f"recon_acc_l0_{tag}"] = sum(part) / len(part)
+    return out
 
 
 def eval_boundaries(model, paras):

@@ -20,6 +20,11 @@ from zonkey.checkpoint import stage_logs
 
 ROWS = [
     ("Reconstruction accuracy, level 0 (1 − CER)", "recon_acc_l0", None),
+    (
+        "Reconstruction accuracy, level 0: pure-ASCII / other paragraphs",
+        ("recon_acc_l0_ascii", "recon_acc_l0_non_ascii"),
+        None,
+    ),
     ("Reconstruction accuracy, through both levels", "recon_acc_all", None),
     ("Level-0 boundary F1 vs word starts, strict", "l0_word_strict_f1", None),
     ("Level-0 boundary F1 vs word starts, ±1", "l0_word_tol1_f1", "entropy_global_word_tol1_f1"),
