@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce assets/models/zonkey-small from scratch on 2 CPU cores (about 9 hours).
+# Reproduce assets/models/zonkey-small from scratch on 2 CPU cores (about 11 hours).
 #   stage 1: both levels from scratch, level 1 only for steps 1,500-1,800 (training/configs/small.json)
 #   stage 2: level 0 frozen from stage 1, a fresh level 1 trained on 32 documents per step
 #            (training/configs/small_level1.json)
@@ -11,6 +11,8 @@
 #            processes of one thread, 16 documents each, bf16 (training/configs/small_stage5.json)
 #   stage 6: stage 5 continued with a new 100-minute cosine schedule at a lower peak lr (6e-4)
 #            and another data order (training/configs/small_stage6.json)
+#   stage 7: only level 0's decoder and stitcher train again (as in stage 4), with the clean
+#            reconstruction term weighted 3x (training/configs/small_stage7.json)
 # then evaluate the result. Each stage resumes exactly if it is interrupted: run this again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,5 +43,7 @@ OMP_NUM_THREADS=1 run_stage training/configs/small_stage5.json runs/small_stage5
   "$PY" -m torch.distributed.run --nproc_per_node 2 --master_port "${PORT:-29571}"
 OMP_NUM_THREADS=1 run_stage training/configs/small_stage6.json runs/small_stage6 \
   "$PY" -m torch.distributed.run --nproc_per_node 2 --master_port "${PORT:-29571}"
-"$PY" -m training.evaluate --model runs/small_stage6/release
-echo "release: runs/small_stage6/release (copy it to assets/models/zonkey-small to ship it)"
+OMP_NUM_THREADS=1 run_stage training/configs/small_stage7.json runs/small_stage7 \
+  "$PY" -m torch.distributed.run --nproc_per_node 2 --master_port "${PORT:-29571}"
+"$PY" -m training.evaluate --model runs/small_stage7/release
+echo "release: runs/small_stage7/release (copy it to assets/models/zonkey-small to ship it)"
