@@ -33,6 +33,9 @@ def test_lr_schedule_warms_up_then_decays():
 
 def test_overrides_are_typed_and_unknown_keys_refused():
     assert parse_overrides(["--lr=0.5", "--max_steps=3", "--bf16=true"]) == {"lr": 0.5, "max_steps": 3, "bf16": True}
+    assert parse_overrides(['--model_overrides={"loss_weights": {"mlm": 0.5}}']) == {
+        "model_overrides": {"loss_weights": {"mlm": 0.5}}
+    }
     with pytest.raises(ValueError, match="unknown training option"):
         parse_overrides(["--learning_rate=1"])
     with pytest.raises(ValueError):
@@ -57,13 +60,9 @@ def test_a_config_extends_another_and_lists_only_its_changes(tmp_path):
 def test_every_shipped_training_config_resolves_to_a_valid_model():
     from training.train import model_config
 
-    # ar_small.json configures the baseline trainer; *_model.json are model configs that stages name
-    names = [
-        p
-        for p in sorted(Path("training/configs").glob("*.json"))
-        if p.stem != "ar_small" and not p.stem.endswith("_model")
-    ]
-    assert len(names) >= 9
+    # ar_small.json configures the baseline trainer
+    names = [p for p in sorted(Path("training/configs").glob("*.json")) if p.stem != "ar_small"]
+    assert len(names) >= 10
     for p in names:
         cfg = TrainConfig.from_json(p)
         assert isinstance(model_config(cfg), ZonkeyConfig), p
@@ -80,6 +79,10 @@ def test_every_shipped_training_config_resolves_to_a_valid_model():
         )
         == stage5
     )
+    # the last stage's model config is the one shipped: the preset with its overrides merged in
+    shipped = ZonkeyConfig.from_json("assets/models/zonkey-small/config.json")
+    assert model_config(TrainConfig.from_json("training/configs/small_stage7.json")) == shipped
+    assert shipped.loss_weights.dirty_recon == ZonkeyConfig.preset("small").loss_weights.dirty_recon
 
 
 def test_resume_continues_the_same_run(tmp_path):

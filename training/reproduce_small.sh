@@ -34,16 +34,16 @@ run_stage() {  # config out_dir [launcher...]
   fi
 }
 
+ddp_stage() {  # config out_dir: two processes of one thread each (torchrun, gloo)
+  OMP_NUM_THREADS=1 run_stage "$1" "$2" "$PY" -m torch.distributed.run --nproc_per_node 2 --master_port "${PORT:-29571}"
+}
+
 run_stage training/configs/small.json runs/small
 run_stage training/configs/small_level1.json runs/small_level1
 run_stage training/configs/small_stage3.json runs/small_stage3
-OMP_NUM_THREADS=1 run_stage training/configs/small_stage4.json runs/small_stage4 \
-  "$PY" -m torch.distributed.run --nproc_per_node 2 --master_port "${PORT:-29571}"
-OMP_NUM_THREADS=1 run_stage training/configs/small_stage5.json runs/small_stage5 \
-  "$PY" -m torch.distributed.run --nproc_per_node 2 --master_port "${PORT:-29571}"
-OMP_NUM_THREADS=1 run_stage training/configs/small_stage6.json runs/small_stage6 \
-  "$PY" -m torch.distributed.run --nproc_per_node 2 --master_port "${PORT:-29571}"
-OMP_NUM_THREADS=1 run_stage training/configs/small_stage7.json runs/small_stage7 \
-  "$PY" -m torch.distributed.run --nproc_per_node 2 --master_port "${PORT:-29571}"
+ddp_stage training/configs/small_stage4.json runs/small_stage4
+ddp_stage training/configs/small_stage5.json runs/small_stage5
+ddp_stage training/configs/small_stage6.json runs/small_stage6
+ddp_stage training/configs/small_stage7.json runs/small_stage7
 "$PY" -m training.evaluate --model runs/small_stage7/release
 echo "release: runs/small_stage7/release (copy it to assets/models/zonkey-small to ship it)"

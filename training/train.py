@@ -25,7 +25,7 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -43,6 +43,8 @@ EXPORT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 @dataclass(frozen=True)
 class TrainConfig:
     model: str = "small"  # preset name or path to a model config.json
+    model_overrides: dict = field(default_factory=dict)  # merged into that model config, nested dicts key by
+    # key (e.g. {"loss_weights": {"clean_recon": 0.2}}); on the command line as JSON
     out_dir: str = "runs/small"  # checkpoints, log and release directory
     source: str = "local"  # "local" (offline Wikipedia leads) or "hub"
     batch_size: int = 8  # documents (chunks) per step per process
@@ -149,6 +151,8 @@ def parse_overrides(items: list[str], config_cls=None) -> dict:
             out[k] = int(v)
         elif t in ("float", float):
             out[k] = float(v)
+        elif t in ("dict", dict):
+            out[k] = json.loads(v)
         else:
             out[k] = v
     return out
@@ -166,9 +170,18 @@ def get_lr(step: int, cfg: TrainConfig, minutes: float = 0.0) -> float:
 
 
 def model_config(cfg: TrainConfig) -> ZonkeyConfig:
-    if cfg.model.endswith(".json"):
-        return ZonkeyConfig.from_json(cfg.model)
-    return ZonkeyConfig.preset(cfg.model)
+    base = ZonkeyConfig.from_json(cfg.model) if cfg.model.endswith(".json") else ZonkeyConfig.preset(cfg.model)
+    if not cfg.model_overrides:
+        return base
+    return ZonkeyConfig.from_dict(merged(base.to_dict(), cfg.model_overrides))
+
+
+def merged(base: dict, over: dict) -> dict:
+    """`base` with `over` on top; where both hold a dict, they merge key by key."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def init_from_release(model: Zonkey, cfg: TrainConfig) -> None:
