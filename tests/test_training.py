@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.train import TrainConfig, get_lr, load_state, main, parse_overrides
+from training.train import TrainConfig, get_lr, load_state, main, parse_overrides, respread_embedding_rows
 from zonkey import Zonkey, ZonkeyConfig
 from zonkey.checkpoint import CheckpointError
 
@@ -81,7 +81,7 @@ def test_every_shipped_training_config_resolves_to_a_valid_model():
     )
     # the last stage's model config is the one shipped: the preset with its overrides merged in
     shipped = ZonkeyConfig.from_json("assets/models/zonkey-small/config.json")
-    assert model_config(TrainConfig.from_json("training/configs/small_stage7.json")) == shipped
+    assert model_config(TrainConfig.from_json("training/configs/small_stage9.json")) == shipped
     assert shipped.loss_weights.dirty_recon == ZonkeyConfig.preset("small").loss_weights.dirty_recon
 
 
@@ -197,6 +197,46 @@ def test_train_only_refuses_a_missing_init_or_an_unknown_prefix(tmp_path):
     cfg = _cfg(tmp_path, "y", init_from=str(tmp_path / "stage1" / "release"), train_only="levels.0.decodr")
     with pytest.raises(ValueError, match=r"'levels.0.decodr' names no parameter.*levels\.0\.decoder"):
         main(cfg)
+
+
+def test_respread_separates_collapsed_rows_and_keeps_the_others():
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(256, 64, generator=gen)
+    w[128:] = torch.randn(64, generator=gen) * 3 + 0.01 * torch.randn(128, 64, generator=gen)  # collapsed rows
+    before = w.clone()
+    respread_embedding_rows(w, 128, 255, seed=6)
+    assert torch.equal(w[:128], before[:128])
+    torch.testing.assert_close(w[128:].norm(dim=1), before[128:].norm(dim=1))
+    unit = torch.nn.functional.normalize(w[128:], dim=1)
+    cos = unit @ unit.T - 2 * torch.eye(128)
+    old = torch.nn.functional.normalize(before[128:], dim=1)
+    assert (old @ old.T - 2 * torch.eye(128)).max(1).values.min() > 0.99  # collapsed before
+    assert cos.max(1).values.max() < 0.9  # apart after
+    assert 0.3 < (cos.sum() + 2 * 128) / (128 * 127) < 0.7  # still sharing their mean direction (~1/2)
+    again = before.clone()
+    respread_embedding_rows(again, 128, 255, seed=6)
+    assert torch.equal(again, w)  # seeded
+
+
+def test_respread_rows_is_checked_and_applied_once_at_init(tmp_path):
+    from zonkey.checkpoint import load_tensors
+
+    for bad in ("128", "a-b", "200-100", "0-256"):
+        with pytest.raises(ValueError, match="respread_rows"):
+            _cfg(tmp_path, "x", init_from="somewhere", respread_rows=bad)
+    with pytest.raises(ValueError, match="set init_from"):
+        _cfg(tmp_path, "x", respread_rows="128-255")
+    main(replace(_cfg(tmp_path, "stage1", max_steps=1), export=True))
+    release1 = tmp_path / "stage1" / "release"
+    only = "levels.0.decoder,levels.0.stitcher"
+    cfg = _cfg(tmp_path, "re", max_steps=1, init_from=str(release1), train_only=only, respread_rows="128-255")
+    main(cfg)
+    main(replace(cfg, max_steps=2, export=True), resume=True)  # resume keeps the respread rows, no second respread
+    before, after = load_tensors(release1), load_tensors(tmp_path / "re" / "release")
+    expected = before["embed.weight"].clone()
+    respread_embedding_rows(expected, 128, 255, seed=cfg.seed)
+    assert torch.equal(after["embed.weight"], expected)
+    assert not torch.equal(after["embed.weight"][128:], before["embed.weight"][128:])
 
 
 def test_smoke_recipe_trains_resumes_exports_and_evaluates(tmp_path):

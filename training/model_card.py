@@ -99,6 +99,8 @@ def stage_line(t: dict) -> str:
         )
     else:
         what = "all levels"
+    if tc.get("respread_rows"):
+        what += f"; byte embedding rows {tc['respread_rows']} re-spread around their mean direction first"
     world = t["world_size"]
     procs = f"{world} DDP processes of " if world > 1 else ""
     batch = f"{world} × {tc.get('batch_size')}" if world > 1 else f"{tc.get('batch_size')}"

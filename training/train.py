@@ -65,6 +65,8 @@ class TrainConfig:
     frozen_levels: int = 0  # the lowest levels only encode (no gradient, inference segmentation rule)
     train_only: str = ""  # comma-separated parameter-name prefixes (e.g. "levels.0.decoder"): only these train,
     # every other parameter is frozen; "" = no restriction. Needs init_from (the frozen part must be trained)
+    respread_rows: str = ""  # "lo-hi": after init_from, byte embedding rows lo..hi are re-spread around their mean
+    # direction (`respread_embedding_rows`), undoing a collapse of rare bytes' tied embeddings; "" = untouched
     seed: int = 0
     log_every: int = 10
     eval_every: int = 250
@@ -99,6 +101,10 @@ class TrainConfig:
                 f"TrainConfig.train_only={self.train_only!r} freezes everything else, which was never trained; "
                 "set init_from to the release directory of the stage that trained it"
             )
+        if self.respread_rows:
+            parse_row_range(self.respread_rows)
+            if not self.init_from:
+                raise ValueError("TrainConfig.respread_rows re-spreads trained embedding rows; set init_from")
         if self.frozen_levels and self.init_levels and self.init_levels < self.frozen_levels:
             raise ValueError(
                 f"TrainConfig.init_levels={self.init_levels} < frozen_levels={self.frozen_levels}: "
@@ -211,6 +217,37 @@ def init_from_release(model: Zonkey, cfg: TrainConfig) -> None:
     missing = [n for n in model.load_state_dict(picked, strict=False).missing_keys if n.startswith(keep)]
     if missing:
         raise CheckpointError(f"{cfg.init_from}: missing tensors {missing[:5]}")
+
+
+def parse_row_range(spec: str) -> tuple[int, int]:
+    """ "lo-hi" -> (lo, hi), inclusive byte ids with 0 <= lo < hi <= 255."""
+    try:
+        lo, hi = (int(v) for v in spec.split("-"))
+    except ValueError:
+        raise ValueError(f"respread_rows={spec!r} must look like 'lo-hi' (e.g. '128-255')") from None
+    if not 0 <= lo < hi <= 255:
+        raise ValueError(f"respread_rows={spec!r}: need 0 <= lo < hi <= 255")
+    return lo, hi
+
+
+@torch.no_grad()
+def respread_embedding_rows(weight: torch.Tensor, lo: int, hi: int, seed: int) -> None:
+    """Re-spread rows lo..hi of a (v, d) embedding in place around their mean direction c:
+    row_i <- |row_i| * normalize(c + g_i), g_i ~ N(0, I/d) seeded, so each row keeps its norm,
+    its cosine to c is about 1/sqrt(2) and two rows have a cosine of about 1/2.
+
+    Why: the output logits are cosines to these tied rows, and rare rows (multi-byte UTF-8, 0.4 %
+    of the training bytes) all receive the same "not me" gradient, so they drift onto one direction
+    (nearest-neighbour cosine 0.98 in the shipped small model) and the compressor can no longer
+    tell them apart. The mean direction keeps what they share ("a non-ASCII byte"); the noise makes
+    them distinguishable again. Freeze the embedding afterwards (train_only) so they stay apart."""
+    rows = weight[lo : hi + 1].float()  # (k, d)
+    norms = rows.norm(dim=1, keepdim=True)  # (k, 1)
+    c = torch.nn.functional.normalize(torch.nn.functional.normalize(rows, dim=1).mean(0), dim=0)  # (d,)
+    gen = torch.Generator().manual_seed(seed)
+    g = torch.randn(rows.shape, generator=gen) / rows.shape[1] ** 0.5  # (k, d), |g_i| ~ 1
+    new = torch.nn.functional.normalize(c + g, dim=1) * norms
+    weight[lo : hi + 1] = new.to(weight.dtype)
 
 
 def carry_stage_logs(src: Path, rel: Path) -> None:
@@ -354,6 +391,8 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
     model = Zonkey(mcfg).to(device)
     if cfg.init_from and not resume:
         init_from_release(model, cfg)
+        if cfg.respread_rows:
+            respread_embedding_rows(model.embed.weight, *parse_row_range(cfg.respread_rows), seed=cfg.seed)
     freeze_lower_levels(model, cfg.frozen_levels)  # on resume the weights come from state.pt
     restrict_training(model, cfg.train_only)
     trainable = [p for p in model.parameters() if p.requires_grad]

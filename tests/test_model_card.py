@@ -1,0 +1,27 @@
+"""Model card: each training stage is described from its own logged config."""
+
+from training.model_card import stage_line
+
+
+def _stage(**tc) -> dict:
+    base = {"batch_size": 8, "lr": 0.001, "threads": 1, "bf16": True}
+    return {
+        "train_config": {**base, **tc},
+        "world_size": 2,
+        "steps": 120,
+        "chars_seen": 1000,
+        "wall_clock_min": 2.5,
+        "median_chars_per_sec": 7000.0,
+        "bad_steps": 0,
+    }
+
+
+def test_stage_line_names_what_trained_and_how():
+    line = stage_line(_stage(train_only="levels.0", init_from="runs/a/release", respread_rows="128-255"))
+    assert line.startswith("only `levels.0` trained (everything else frozen, from `runs/a/release`)")
+    assert "byte embedding rows 128-255 re-spread around their mean direction first" in line
+    assert "120 steps of 2 × 8 documents, peak lr 0.001, 2 DDP processes of 1 torch thread(s), bf16 autocast" in line
+    assert "**wall-clock:** 2.500 min" in line
+    frozen = stage_line(_stage(frozen_levels=1, init_from="runs/b/release"))
+    assert frozen.startswith("levels below 1 frozen (from `runs/b/release`), the others trained;")
+    assert "re-spread" not in frozen
