@@ -238,7 +238,7 @@ def respread_embedding_rows(weight: torch.Tensor, lo: int, hi: int, seed: int) -
 
     Why: the output logits are cosines to these tied rows, and rare rows (multi-byte UTF-8, 0.4 %
     of the training bytes) all receive the same "not me" gradient, so they drift onto one direction
-    (nearest-neighbour cosine 0.98 in the shipped small model) and the compressor can no longer
+    (nearest-neighbour cosine 0.98 in zonkey-small before its stage 8) and the compressor can no longer
     tell them apart. The mean direction keeps what they share ("a non-ASCII byte"); the noise makes
     them distinguishable again. Freeze the embedding afterwards (train_only) so they stay apart."""
     rows = weight[lo : hi + 1].float()  # (k, d)
