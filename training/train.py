@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from training.data import PackedBatches, heldout_sentences, local_split
@@ -243,10 +244,10 @@ def respread_embedding_rows(weight: torch.Tensor, lo: int, hi: int, seed: int) -
     them distinguishable again. Freeze the embedding afterwards (train_only) so they stay apart."""
     rows = weight[lo : hi + 1].float()  # (k, d)
     norms = rows.norm(dim=1, keepdim=True)  # (k, 1)
-    c = torch.nn.functional.normalize(torch.nn.functional.normalize(rows, dim=1).mean(0), dim=0)  # (d,)
+    c = F.normalize(F.normalize(rows, dim=1).mean(0), dim=0)  # (d,)
     gen = torch.Generator().manual_seed(seed)
     g = torch.randn(rows.shape, generator=gen) / rows.shape[1] ** 0.5  # (k, d), |g_i| ~ 1
-    new = torch.nn.functional.normalize(c + g, dim=1) * norms
+    new = F.normalize(c + g, dim=1) * norms
     weight[lo : hi + 1] = new.to(weight.dtype)
 
 
