@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.train import TrainConfig, get_lr, load_state, main, parse_overrides, respread_embedding_rows
+from training.staging import respread_embedding_rows
+from training.train import TrainConfig, get_lr, load_state, main, parse_overrides
 from zonkey import Zonkey, ZonkeyConfig
 from zonkey.checkpoint import CheckpointError
 

@@ -21,7 +21,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from training.data import PackedBatches, local_split
 from training.loop import resolve_device
-from training.train import TrainConfig, freeze_lower_levels, model_config, parse_overrides
+from training.staging import freeze_lower_levels
+from training.train import TrainConfig, model_config, parse_overrides
 from zonkey import Zonkey
 
 H200_BF16_DENSE_TFLOPS = 989.0

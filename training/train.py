@@ -29,13 +29,20 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from training.data import PackedBatches, heldout_sentences, local_split
 from training.loop import GuardedStep, adamw, resolve_device
+from training.staging import (
+    carry_stage_logs,
+    freeze_lower_levels,
+    init_from_release,
+    parse_row_range,
+    respread_embedding_rows,
+    restrict_training,
+)
 from zonkey import Zonkey, ZonkeyConfig
-from zonkey.checkpoint import CheckpointError, stage_logs
+from zonkey.checkpoint import CheckpointError
 
 STATE_NAME = "state.pt"
 EXPORT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -191,98 +198,6 @@ def merged(base: dict, over: dict) -> dict:
     return out
 
 
-def init_from_release(model: Zonkey, cfg: TrainConfig) -> None:
-    """Copy the embedding and the lowest `cfg.init_levels` levels (0 = all) from the release
-    directory `cfg.init_from`; the other levels keep their fresh initialisation."""
-    from zonkey.checkpoint import load_tensors, read_config
-
-    src = Path(cfg.init_from)
-    if not src.is_dir():
-        raise CheckpointError(f"{src}: init_from must be a release directory (config.json + safetensors).")
-    src_cfg = read_config(src, ZonkeyConfig.from_dict)
-    k = cfg.init_levels or model.num_levels
-    if k > min(model.num_levels, len(src_cfg.levels)):
-        raise CheckpointError(
-            f"{cfg.init_from}: init_levels={k} but the checkpoint has {len(src_cfg.levels)} levels "
-            f"and the model {model.num_levels}"
-        )
-    for i in range(k):
-        if src_cfg.levels[i] != model.config.levels[i]:
-            raise CheckpointError(
-                f"{cfg.init_from}: level {i} config differs from this run's model config; "
-                f"checkpoint {src_cfg.levels[i]} vs run {model.config.levels[i]}"
-            )
-    state = load_tensors(src)
-    keep = ("embed.",) + tuple(f"levels.{i}." for i in range(k))
-    picked = {n: t for n, t in state.items() if n.startswith(keep)}
-    missing = [n for n in model.load_state_dict(picked, strict=False).missing_keys if n.startswith(keep)]
-    if missing:
-        raise CheckpointError(f"{cfg.init_from}: missing tensors {missing[:5]}")
-
-
-def parse_row_range(spec: str) -> tuple[int, int]:
-    """ "lo-hi" -> (lo, hi), inclusive byte ids with 0 <= lo < hi <= 255."""
-    try:
-        lo, hi = (int(v) for v in spec.split("-"))
-    except ValueError:
-        raise ValueError(f"respread_rows={spec!r} must look like 'lo-hi' (e.g. '128-255')") from None
-    if not 0 <= lo < hi <= 255:
-        raise ValueError(f"respread_rows={spec!r}: need 0 <= lo < hi <= 255")
-    return lo, hi
-
-
-@torch.no_grad()
-def respread_embedding_rows(weight: torch.Tensor, lo: int, hi: int, seed: int) -> None:
-    """Re-spread rows lo..hi of a (v, d) embedding in place around their mean direction c:
-    row_i <- |row_i| * normalize(c + g_i), g_i ~ N(0, I/d) seeded, so each row keeps its norm,
-    its cosine to c is about 1/sqrt(2) and two rows have a cosine of about 1/2.
-
-    Why: the output logits are cosines to these tied rows, and rare rows (multi-byte UTF-8, 0.4 %
-    of the training bytes) all receive the same "not me" gradient, so they drift onto one direction
-    (nearest-neighbour cosine 0.98 in zonkey-small before its stage 8) and the compressor can no longer
-    tell them apart. The mean direction keeps what they share ("a non-ASCII byte"); the noise makes
-    them distinguishable again. Freeze the embedding afterwards (train_only) so they stay apart."""
-    rows = weight[lo : hi + 1].float()  # (k, d)
-    norms = rows.norm(dim=1, keepdim=True)  # (k, 1)
-    c = F.normalize(F.normalize(rows, dim=1).mean(0), dim=0)  # (d,)
-    gen = torch.Generator().manual_seed(seed)
-    g = torch.randn(rows.shape, generator=gen) / rows.shape[1] ** 0.5  # (k, d), |g_i| ~ 1
-    new = F.normalize(c + g, dim=1) * norms
-    weight[lo : hi + 1] = new.to(weight.dtype)
-
-
-def carry_stage_logs(src: Path, rel: Path) -> None:
-    """Copy the logs of the stages behind `init_from` into a release as train_log_stage{i}.jsonl."""
-    for i, p in enumerate(stage_logs(src), 1):
-        shutil.copy(p, rel / f"train_log_stage{i}.jsonl")
-
-
-def freeze_lower_levels(model: Zonkey, n: int) -> None:
-    """No gradient for the embedding and the lowest n levels (n = 0: nothing frozen)."""
-    for module in [model.embed, *model.levels[:n]] if n else []:
-        for p in module.parameters():
-            p.requires_grad_(False)
-
-
-def restrict_training(model: Zonkey, train_only: str) -> None:
-    """Freeze every parameter whose name starts with none of the comma-separated prefixes in
-    `train_only` ("" = leave everything as it is). A prefix that names no parameter is an error:
-    a typo would otherwise freeze the whole model silently."""
-    prefixes = [p.strip() for p in train_only.split(",") if p.strip()]
-    if not prefixes:
-        return
-    params = dict(model.named_parameters())
-    keep = {pre: {n for n in params if n == pre or n.startswith(pre + ".")} for pre in prefixes}
-    for pre, names in keep.items():
-        if not names:
-            top = sorted({".".join(n.split(".")[:3]) for n in params})
-            raise ValueError(f"train_only prefix {pre!r} names no parameter; parameter groups are: {', '.join(top)}")
-    trained = set().union(*keep.values())
-    for n, p in params.items():
-        if n not in trained:
-            p.requires_grad_(False)
-
-
 # ---- distributed -------------------------------------------------------------------------------
 
 
@@ -391,7 +306,7 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
     # model, EMA, optimizer
     model = Zonkey(mcfg).to(device)
     if cfg.init_from and not resume:
-        init_from_release(model, cfg)
+        init_from_release(model, cfg.init_from, cfg.init_levels)
         if cfg.respread_rows:
             respread_embedding_rows(model.embed.weight, *parse_row_range(cfg.respread_rows), seed=cfg.seed)
     freeze_lower_levels(model, cfg.frozen_levels)  # on resume the weights come from state.pt

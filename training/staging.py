@@ -1,0 +1,108 @@
+"""Staged training: start a run from an earlier release and choose what it trains.
+
+The shipped checkpoints are trained in stages (training/README.md): a stage copies some levels
+from the previous stage's release (`init_from_release`), may re-spread collapsed embedding rows
+(`respread_embedding_rows`), and freezes what it should not change (`freeze_lower_levels`,
+`restrict_training`). Its release carries the earlier stages' logs (`carry_stage_logs`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from zonkey import Zonkey, ZonkeyConfig
+from zonkey.checkpoint import CheckpointError, load_tensors, read_config, stage_logs
+
+
+def init_from_release(model: Zonkey, init_from: str | Path, init_levels: int = 0) -> None:
+    """Copy the embedding and the lowest `init_levels` levels (0 = all) from the release
+    directory `init_from`; the other levels keep their fresh initialisation."""
+    src = Path(init_from)
+    if not src.is_dir():
+        raise CheckpointError(f"{src}: init_from must be a release directory (config.json + safetensors).")
+    src_cfg = read_config(src, ZonkeyConfig.from_dict)
+    k = init_levels or model.num_levels
+    if k > min(model.num_levels, len(src_cfg.levels)):
+        raise CheckpointError(
+            f"{src}: init_levels={k} but the checkpoint has {len(src_cfg.levels)} levels "
+            f"and the model {model.num_levels}"
+        )
+    for i in range(k):
+        if src_cfg.levels[i] != model.config.levels[i]:
+            raise CheckpointError(
+                f"{src}: level {i} config differs from this run's model config; "
+                f"checkpoint {src_cfg.levels[i]} vs run {model.config.levels[i]}"
+            )
+    state = load_tensors(src)
+    keep = ("embed.",) + tuple(f"levels.{i}." for i in range(k))
+    picked = {n: t for n, t in state.items() if n.startswith(keep)}
+    missing = [n for n in model.load_state_dict(picked, strict=False).missing_keys if n.startswith(keep)]
+    if missing:
+        raise CheckpointError(f"{src}: missing tensors {missing[:5]}")
+
+
+def parse_row_range(spec: str) -> tuple[int, int]:
+    """ "lo-hi" -> (lo, hi), inclusive byte ids with 0 <= lo < hi <= 255."""
+    try:
+        lo, hi = (int(v) for v in spec.split("-"))
+    except ValueError:
+        raise ValueError(f"respread_rows={spec!r} must look like 'lo-hi' (e.g. '128-255')") from None
+    if not 0 <= lo < hi <= 255:
+        raise ValueError(f"respread_rows={spec!r}: need 0 <= lo < hi <= 255")
+    return lo, hi
+
+
+@torch.no_grad()
+def respread_embedding_rows(weight: torch.Tensor, lo: int, hi: int, seed: int) -> None:
+    """Re-spread rows lo..hi of a (v, d) embedding in place around their mean direction c:
+    row_i <- |row_i| * normalize(c + g_i), g_i ~ N(0, I/d) seeded, so each row keeps its norm,
+    its cosine to c is about 1/sqrt(2) and two rows have a cosine of about 1/2.
+
+    Why: the output logits are cosines to these tied rows, and rare rows (multi-byte UTF-8, 0.4 %
+    of the training bytes) all receive the same "not me" gradient, so they drift onto one direction
+    (nearest-neighbour cosine 0.98 in zonkey-small before its stage 8) and the compressor can no longer
+    tell them apart. The mean direction keeps what they share ("a non-ASCII byte"); the noise makes
+    them distinguishable again. Freeze the embedding afterwards (train_only) so they stay apart."""
+    rows = weight[lo : hi + 1].float()  # (k, d)
+    norms = rows.norm(dim=1, keepdim=True)  # (k, 1)
+    c = F.normalize(F.normalize(rows, dim=1).mean(0), dim=0)  # (d,)
+    gen = torch.Generator().manual_seed(seed)
+    g = torch.randn(rows.shape, generator=gen) / rows.shape[1] ** 0.5  # (k, d), |g_i| ~ 1
+    new = F.normalize(c + g, dim=1) * norms
+    weight[lo : hi + 1] = new.to(weight.dtype)
+
+
+def carry_stage_logs(src: Path, rel: Path) -> None:
+    """Copy the logs of the stages behind `init_from` into a release as train_log_stage{i}.jsonl."""
+    for i, p in enumerate(stage_logs(src), 1):
+        shutil.copy(p, rel / f"train_log_stage{i}.jsonl")
+
+
+def freeze_lower_levels(model: Zonkey, n: int) -> None:
+    """No gradient for the embedding and the lowest n levels (n = 0: nothing frozen)."""
+    for module in [model.embed, *model.levels[:n]] if n else []:
+        for p in module.parameters():
+            p.requires_grad_(False)
+
+
+def restrict_training(model: Zonkey, train_only: str) -> None:
+    """Freeze every parameter whose name starts with none of the comma-separated prefixes in
+    `train_only` ("" = leave everything as it is). A prefix that names no parameter is an error:
+    a typo would otherwise freeze the whole model silently."""
+    prefixes = [p.strip() for p in train_only.split(",") if p.strip()]
+    if not prefixes:
+        return
+    params = dict(model.named_parameters())
+    keep = {pre: {n for n in params if n == pre or n.startswith(pre + ".")} for pre in prefixes}
+    for pre, names in keep.items():
+        if not names:
+            top = sorted({".".join(n.split(".")[:3]) for n in params})
+            raise ValueError(f"train_only prefix {pre!r} names no parameter; parameter groups are: {', '.join(top)}")
+    trained = set().union(*keep.values())
+    for n, p in params.items():
+        if n not in trained:
+            p.requires_grad_(False)
