@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce assets/models/zonkey-small from scratch on 2 CPU cores (about 14 hours of training).
+# Reproduce assets/models/zonkey-small from scratch on 2 CPU cores (about 15 hours of training).
 #   stage 1: both levels from scratch, level 1 only for steps 1,500-1,800 (training/configs/small.json)
 #   stage 2: level 0 frozen from stage 1, a fresh level 1 trained on 32 documents per step
 #            (training/configs/small_level1.json)
@@ -19,6 +19,9 @@
 #   stage 10: all of level 0 but the embedding trains again, 68 minutes at a lower peak lr
 #            (training/configs/small_stage10.json)
 #   stage 11: level 1 trains again on that level 0 (training/configs/small_stage11.json)
+#   stage 12: all of level 0 but the embedding trains again, 50 minutes at half stage 10's peak lr
+#            (training/configs/small_stage12.json)
+#   stage 13: level 1 trains again on that level 0 (training/configs/small_stage13.json)
 # then evaluate the result. Each stage resumes exactly if it is interrupted: run this again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,5 +58,7 @@ ddp_stage training/configs/small_stage8.json runs/small_stage8
 ddp_stage training/configs/small_stage9.json runs/small_stage9
 ddp_stage training/configs/small_stage10.json runs/small_stage10
 ddp_stage training/configs/small_stage11.json runs/small_stage11
-"$PY" -m training.evaluate --model runs/small_stage11/release
-echo "release: runs/small_stage11/release (copy it to assets/models/zonkey-small to ship it)"
+ddp_stage training/configs/small_stage12.json runs/small_stage12
+ddp_stage training/configs/small_stage13.json runs/small_stage13
+"$PY" -m training.evaluate --model runs/small_stage13/release
+echo "release: runs/small_stage13/release (copy it to assets/models/zonkey-small to ship it)"
