@@ -27,9 +27,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 
-run_stage() {  # config out_dir [launcher...]
-  local config=$1 out=$2
-  shift 2
+out_dir() {  # config -> its out_dir, as training.train resolves it (with "extends")
+  "$PY" -c 'import sys; from training.train import TrainConfig; print(TrainConfig.from_json(sys.argv[1]).out_dir)' "$1"
+}
+
+run_stage() {  # config [launcher...]
+  local config=$1 out
+  out=$(out_dir "$config")
+  shift
   local launch=("$@")
   [ ${#launch[@]} -eq 0 ] && launch=("$PY")
   if [ -f "$out/release/config.json" ]; then
@@ -43,22 +48,16 @@ run_stage() {  # config out_dir [launcher...]
   fi
 }
 
-ddp_stage() {  # config out_dir: two processes of one thread each (torchrun, gloo)
-  OMP_NUM_THREADS=1 run_stage "$1" "$2" "$PY" -m torch.distributed.run --nproc_per_node 2 --master_port "${PORT:-29571}"
+ddp_stage() {  # config: two processes of one thread each (torchrun, gloo)
+  OMP_NUM_THREADS=1 run_stage "$1" "$PY" -m torch.distributed.run --nproc_per_node 2 --master_port "${PORT:-29571}"
 }
 
-run_stage training/configs/small.json runs/small
-run_stage training/configs/small_level1.json runs/small_level1
-run_stage training/configs/small_stage3.json runs/small_stage3
-ddp_stage training/configs/small_stage4.json runs/small_stage4
-ddp_stage training/configs/small_stage5.json runs/small_stage5
-ddp_stage training/configs/small_stage6.json runs/small_stage6
-ddp_stage training/configs/small_stage7.json runs/small_stage7
-ddp_stage training/configs/small_stage8.json runs/small_stage8
-ddp_stage training/configs/small_stage9.json runs/small_stage9
-ddp_stage training/configs/small_stage10.json runs/small_stage10
-ddp_stage training/configs/small_stage11.json runs/small_stage11
-ddp_stage training/configs/small_stage12.json runs/small_stage12
-ddp_stage training/configs/small_stage13.json runs/small_stage13
-"$PY" -m training.evaluate --model runs/small_stage13/release
-echo "release: runs/small_stage13/release (copy it to assets/models/zonkey-small to ship it)"
+run_stage training/configs/small.json
+run_stage training/configs/small_level1.json
+run_stage training/configs/small_stage3.json
+for n in 4 5 6 7 8 9 10 11 12 13; do
+  ddp_stage "training/configs/small_stage$n.json"
+done
+release="$(out_dir training/configs/small_stage13.json)/release"
+"$PY" -m training.evaluate --model "$release"
+echo "release: $release (copy it to assets/models/zonkey-small to ship it)"
