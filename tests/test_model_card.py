@@ -24,4 +24,13 @@ def test_stage_line_names_what_trained_and_how():
     assert "**wall-clock:** 2.500 min" in line
     frozen = stage_line(_stage(frozen_levels=1, init_from="runs/b/release"))
     assert frozen.startswith("levels below 1 frozen (from `runs/b/release`), the others trained;")
-    assert "re-spread" not in frozen
+    assert "re-spread" not in frozen and "scaled" not in frozen and "floor" not in frozen
+    soft = stage_line(
+        _stage(
+            train_only="levels.0.splitter",
+            init_from="runs/c/release",
+            soften_bos=0.1,
+            model_overrides={"levels": [{"short_len": 3}, {}]},
+        )
+    )
+    assert "; the level-0 BOS head's output layer scaled by 0.1 first; short-segment floor 3 at level 0;" in soft

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from zonkey.splitter import force_coverage, make_windows, sample_boundaries
@@ -102,3 +103,30 @@ def test_splitter_regularizers_do_not_depend_on_the_padding_after_a_document():
     for key in terms:
         assert torch.allclose(terms[key], terms2[key], atol=1e-6), key
     assert terms["short"] > 0 and terms["patch"] > 0
+
+
+def test_short_segment_floor_is_n_latents_unless_short_len_sets_it():
+    from zonkey.config import LevelConfig
+    from zonkey.splitter import splitter_regularizers
+
+    assert LevelConfig(n_latents=4).min_segment == 4
+    assert LevelConfig(n_latents=4, short_len=3).min_segment == 3
+    with pytest.raises(ValueError, match="short_len=17"):
+        LevelConfig(short_len=17)
+    # segments of exactly 3 positions (BOS at 0, 3, 6, ...): free under a floor of 3, penalized under 4
+    n = 30
+    beta = torch.full((1, n), 1e-6)
+    beta[0, ::3] = 1.0
+    lengths = torch.tensor([n])
+    s3 = splitter_regularizers(beta, lengths, 16, 3, 0.25)[0]["short"]
+    s4 = splitter_regularizers(beta, lengths, 16, 4, 0.25)[0]["short"]
+    assert s3 < 1e-4 and s4 > 0.9
+
+
+def test_architecture_leaves_out_loss_settings():
+    from zonkey.config import LevelConfig
+
+    a = LevelConfig()
+    assert a.architecture() == LevelConfig(short_len=3, target_rate=0.25, compression_penalty=0.1).architecture()
+    assert a.architecture() != LevelConfig(n_latents=2).architecture()
+    assert "d_model" in a.architecture() and "short_len" not in a.architecture()

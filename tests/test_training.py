@@ -167,7 +167,7 @@ def test_staged_training_refuses_bad_combinations(tmp_path):
         _cfg(tmp_path, "x", init_from="somewhere", init_levels=1, frozen_levels=2)
     main(replace(_cfg(tmp_path, "stage1", max_steps=1), export=True))
     small_like = _cfg(tmp_path, "x", model="small", init_from=str(tmp_path / "stage1" / "release"), init_levels=1)
-    with pytest.raises(CheckpointError, match="level 0 config differs"):
+    with pytest.raises(CheckpointError, match="level 0 architecture differs"):
         main(small_like)
     with pytest.raises(CheckpointError, match="init_from must be a release directory"):
         main(_cfg(tmp_path, "y", init_from=str(tmp_path / "nowhere")))
@@ -342,3 +342,42 @@ def test_gpu_recipe_runs_on_cpu_and_writes_at_most_8_files_under_16_mb(tmp_path)
     report = (out / "gpu_run.txt").read_text()
     assert '"mfu"' in report and "boundary_f1_l0" in report
     assert Zonkey.from_pretrained(out).config.name == "tiny"
+
+
+def test_level_overrides_merge_element_by_element():
+    from training.train import merged, model_config
+
+    base = {"levels": [{"a": 1, "b": 2}, {"a": 3}], "w": {"x": 1, "y": 2}}
+    assert merged(base, {"levels": [{"b": 5}, {}], "w": {"y": 0}}) == {
+        "levels": [{"a": 1, "b": 5}, {"a": 3}],
+        "w": {"x": 1, "y": 0},
+    }
+    assert merged(base, {"levels": [{"b": 5}]})["levels"] == [{"b": 5}]  # other length: replaced
+    cfg = TrainConfig(model="small", model_overrides={"levels": [{"short_len": 3}, {}]})
+    mc = model_config(cfg)
+    assert mc.levels[0].short_len == 3 and mc.levels[1] == ZonkeyConfig.preset("small").levels[1]
+
+
+def test_soften_bos_scales_the_logits_keeps_their_order_and_needs_init(tmp_path):
+    from training.staging import soften_bos_output
+
+    for bad in (0.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match="soften_bos"):
+            _cfg(tmp_path, "x", init_from="somewhere", soften_bos=bad)
+    with pytest.raises(ValueError, match="set init_from"):
+        _cfg(tmp_path, "x", soften_bos=0.1)
+    torch.manual_seed(0)
+    model = Zonkey(ZonkeyConfig.preset("tiny")).eval()
+    head = model.levels[0].splitter
+    x = model.embed(torch.randint(0, 256, (2, 40)))
+    lengths = torch.tensor([40, 40])
+    seen = []
+    head.out.register_forward_hook(lambda m, i, o: seen.append(o.detach().clone()))
+    with torch.no_grad():
+        beta0 = head(x, lengths)
+        soften_bos_output(head, 0.1)
+        beta1 = head(x, lengths)
+    torch.testing.assert_close(seen[1], 0.1 * seen[0])  # the output layer's logits, scaled
+    assert torch.equal(beta0[:, 1:].argsort(), beta1[:, 1:].argsort())  # same order of positions
+    r0 = torch.sigmoid(torch.tensor(head.init_logit))  # the initial rate 2/S
+    assert ((beta1 - r0).abs() <= (beta0 - r0).abs() + 1e-6).all()  # every probability moved towards it

@@ -101,6 +101,11 @@ def stage_line(t: dict) -> str:
         what = "all levels"
     if tc.get("respread_rows"):
         what += f"; byte embedding rows {tc['respread_rows']} re-spread around their mean direction first"
+    if tc.get("soften_bos", 1.0) != 1.0:
+        what += f"; the level-0 BOS head's output layer scaled by {tc['soften_bos']} first"
+    for i, lv in enumerate((tc.get("model_overrides") or {}).get("levels") or []):
+        if lv.get("short_len"):
+            what += f"; short-segment floor {lv['short_len']} at level {i}"
     world = t["world_size"]
     procs = f"{world} DDP processes of " if world > 1 else ""
     batch = f"{world} × {tc.get('batch_size')}" if world > 1 else f"{tc.get('batch_size')}"
@@ -123,6 +128,7 @@ def write_card(model_dir: Path, command: str, baseline: Path | None, bench: Path
     arch = "; ".join(
         f"level {i}: d={x['d_model']}, C={x['n_latents']}, S={x['seg_len']}, layers "
         f"{x['compressor_layers']}/{x['draft_layers']}/{x['denoiser_layers']} (compressor/draft/denoiser)"
+        + (f", short-segment floor {x['short_len']}" if x.get("short_len") else "")
         for i, x in enumerate(lv)
     )
     parts = [

@@ -32,10 +32,11 @@ def init_from_release(model: Zonkey, init_from: str | Path, init_levels: int = 0
             f"and the model {model.num_levels}"
         )
     for i in range(k):
-        if src_cfg.levels[i] != model.config.levels[i]:
+        a, b = src_cfg.levels[i].architecture(), model.config.levels[i].architecture()
+        if a != b:
+            diff = {k: (a[k], b[k]) for k in a if a[k] != b[k]}
             raise CheckpointError(
-                f"{src}: level {i} config differs from this run's model config; "
-                f"checkpoint {src_cfg.levels[i]} vs run {model.config.levels[i]}"
+                f"{src}: level {i} architecture differs from this run's model config (field: (checkpoint, run)): {diff}"
             )
     state = load_tensors(src)
     keep = ("embed.",) + tuple(f"levels.{i}." for i in range(k))
@@ -54,6 +55,22 @@ def parse_row_range(spec: str) -> tuple[int, int]:
     if not 0 <= lo < hi <= 255:
         raise ValueError(f"respread_rows={spec!r}: need 0 <= lo < hi <= 255")
     return lo, hi
+
+
+@torch.no_grad()
+def soften_bos_output(head, factor: float) -> None:
+    """Multiply the output layer of a BOS head by `factor` (weight and bias), keeping its features.
+
+    Why: the level-0 BOS logits of zonkey-small saturated early in its first stage (median -66
+    where no segment starts, +14..16 where one does), so sigmoid gives no gradient and no later
+    loss change can move a boundary. A factor of about 0.1 brings the logits back into the range
+    where the losses act, and keeps their order: the starts stay on the space before each word,
+    where they were. (Re-initialising the layer instead lets the boundaries settle on another
+    offset: one trial put them on the last letter of each word.)"""
+    if not 0 < factor <= 1:
+        raise ValueError(f"soften_bos={factor} must be in (0, 1]")
+    head.out.weight.mul_(factor)
+    head.out.bias.mul_(factor)
 
 
 @torch.no_grad()

@@ -40,6 +40,7 @@ from training.staging import (
     parse_row_range,
     respread_embedding_rows,
     restrict_training,
+    soften_bos_output,
 )
 from zonkey import Zonkey, ZonkeyConfig
 from zonkey.checkpoint import CheckpointError
@@ -75,6 +76,8 @@ class TrainConfig:
     # every other parameter is frozen; "" = no restriction. Needs init_from (the frozen part must be trained)
     respread_rows: str = ""  # "lo-hi": after init_from, byte embedding rows lo..hi are re-spread around their mean
     # direction (`respread_embedding_rows`), undoing a collapse of rare bytes' tied embeddings; "" = untouched
+    soften_bos: float = 1.0  # after init_from, the level-0 BOS head's output layer is multiplied by this factor
+    # (`soften_bos_output`): < 1 brings saturated logits back to where the losses move them; 1 = untouched
     seed: int = 0
     log_every: int = 10
     eval_every: int = 250
@@ -113,6 +116,11 @@ class TrainConfig:
             parse_row_range(self.respread_rows)
             if not self.init_from:
                 raise ValueError("TrainConfig.respread_rows re-spreads trained embedding rows; set init_from")
+        if self.soften_bos != 1.0:
+            if not 0 < self.soften_bos < 1:
+                raise ValueError(f"TrainConfig.soften_bos={self.soften_bos} must be in (0, 1]")
+            if not self.init_from:
+                raise ValueError("TrainConfig.soften_bos rescales a trained splitter; set init_from")
         if self.frozen_levels and self.init_levels and self.init_levels < self.frozen_levels:
             raise ValueError(
                 f"TrainConfig.init_levels={self.init_levels} < frozen_levels={self.frozen_levels}: "
@@ -191,11 +199,22 @@ def model_config(cfg: TrainConfig) -> ZonkeyConfig:
 
 
 def merged(base: dict, over: dict) -> dict:
-    """`base` with `over` on top; where both hold a dict, they merge key by key."""
+    """`base` with `over` on top; where both hold a dict, they merge key by key, and where both
+    hold a list of dicts of the same length (the levels), element by element."""
     out = dict(base)
     for k, v in over.items():
-        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        b = out.get(k)
+        if isinstance(v, dict) and isinstance(b, dict):
+            out[k] = merged(b, v)
+        elif _dicts(v) and _dicts(b) and len(v) == len(b):
+            out[k] = [merged(x, y) for x, y in zip(b, v)]
+        else:
+            out[k] = v
     return out
+
+
+def _dicts(v) -> bool:
+    return isinstance(v, list) and all(isinstance(x, dict) for x in v)
 
 
 # ---- distributed -------------------------------------------------------------------------------
@@ -309,6 +328,8 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
         init_from_release(model, cfg.init_from, cfg.init_levels)
         if cfg.respread_rows:
             respread_embedding_rows(model.embed.weight, *parse_row_range(cfg.respread_rows), seed=cfg.seed)
+        if cfg.soften_bos != 1.0:
+            soften_bos_output(model.levels[0].splitter, cfg.soften_bos)
     freeze_lower_levels(model, cfg.frozen_levels)  # on resume the weights come from state.pt
     restrict_training(model, cfg.train_only)
     trainable = [p for p in model.parameters() if p.requires_grad]

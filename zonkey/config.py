@@ -29,6 +29,8 @@ class LevelConfig:
     target_rate: float = 0.0  # r*: BOS rate below which compression is free; 0 -> 1/seg_len (release);
     # the presets use C/S at level 0 (as the original code later did): no pressure towards segments longer
     # than words, so a local, content-based BOS head settles on recurring word starts
+    short_len: int = 0  # C of the short-segment loss (segments at least this long); 0 = n_latents (the method's C).
+    # A loss setting only: a release trained with another value loads into the same architecture
     mlm: bool = False  # masked-vector loss on this level's inputs (level >= 1 in the release)
     mlm_negatives: int = 32
     contrastive_negatives: int = 63  # level >= 1 InfoNCE negatives
@@ -45,10 +47,23 @@ class LevelConfig:
             raise ValueError(f"LevelConfig.splitter_window={self.splitter_window} must be odd")
         if self.seg_len < self.n_latents:
             raise ValueError(f"LevelConfig.seg_len={self.seg_len} must be >= n_latents={self.n_latents}")
+        if not 0 <= self.short_len <= self.seg_len:
+            raise ValueError(f"LevelConfig.short_len={self.short_len} must be in 0..seg_len={self.seg_len}")
 
     @property
     def rate_target(self) -> float:
         return self.target_rate if self.target_rate > 0 else 1.0 / self.seg_len
+
+    @property
+    def min_segment(self) -> int:
+        """C of the short-segment loss."""
+        return self.short_len or self.n_latents
+
+    def architecture(self) -> dict:
+        """The fields that shape the parameters (two levels with equal architecture() share weights);
+        loss settings (penalty, target rate, short_len, negatives) are left out."""
+        loss_only = {"compression_penalty", "target_rate", "short_len", "mlm_negatives", "contrastive_negatives"}
+        return {k: v for k, v in asdict(self).items() if k not in loss_only}
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,7 @@ class ZonkeyLevel(nn.Module):
         cfg = self.cfg
         win, beta = self.split(x, lengths, ids=ids)
         m, dev = win.doc.numel(), x.device
-        regs, r = splitter_regularizers(beta, lengths, cfg.seg_len, cfg.n_latents, cfg.rate_target)
+        regs, r = splitter_regularizers(beta, lengths, cfg.seg_len, cfg.min_segment, cfg.rate_target)
         rt = cfg.rate_target
         kappa = (torch.clamp(r, min=rt) + 0.1) / (rt + 0.1)
         w = win.share * win.valid

@@ -105,11 +105,12 @@ def make_windows(x, beta, bos, lengths, seg_len: int, ids=None) -> Windows:
 
 
 @fp32
-def splitter_regularizers(beta, lengths, seg_len: int, n_latents: int, rate_target: float):
+def splitter_regularizers(beta, lengths, seg_len: int, min_segment: int, rate_target: float):
     """Closed-form splitter terms (METHOD §5.5) over real positions 1..len-1.
 
     The buffer is first padded past its end (beta = 1, not real), so the terms do not depend on
     how much padding follows a document: every real start position gets its full look-ahead.
+    `min_segment` is the C of the short-segment loss (the method uses n_latents).
     Returns dict(patch, short, compression_raw) and the BOS rate r (differentiable)."""
     beta = F.pad(beta, (0, seg_len + 2), value=1.0)
     b, n = beta.shape
@@ -128,7 +129,7 @@ def splitter_regularizers(beta, lengths, seg_len: int, n_latents: int, rate_targ
         patch = patch + (runs * ok).sum() / ok.sum().clamp_min(1)
     short = beta.new_zeros(())
     real0 = idx < lengths[:, None]  # the short-segment loss also counts the segment opened at position 0
-    for mlen in (n_latents, n_latents - 1, n_latents - 2):
+    for mlen in (min_segment, min_segment - 1, min_segment - 2):
         mp = max(mlen - 1, 1)
         if n - mp < 2:
             continue
