@@ -62,7 +62,9 @@ def test_key_mask_blocks_padding_and_rows_stay_finite():
 
 def test_encoder_rows_equal_the_same_rows_of_the_full_output():
     """`rows` computes only some queries in the last block; values and gradients equal the full
-    stack's rows (float64, so only rounding could differ)."""
+    stack's rows. Float64, but the existence bias is float32 and CPU scaled-dot-product attention
+    may take another kernel path for another query count: on some CPUs the two agree to about
+    4e-8 (measured), so the tolerance is 1e-6; a wrong row differs by orders of magnitude more."""
     from zonkey.attention import Encoder
 
     torch.manual_seed(3)
@@ -75,8 +77,8 @@ def test_encoder_rows_equal_the_same_rows_of_the_full_output():
         full, full_res = enc(x, logp, mask, return_residual=True)
         part, part_res = enc(x, logp, mask, return_residual=True, rows=rows)
         assert part.shape == full[:, rows].shape
-        torch.testing.assert_close(part, full[:, rows], rtol=0, atol=1e-12)
-        torch.testing.assert_close(part_res, full_res[:, rows], rtol=0, atol=1e-12)
+        torch.testing.assert_close(part, full[:, rows], rtol=0, atol=1e-6)
+        torch.testing.assert_close(part_res, full_res[:, rows], rtol=0, atol=1e-6)
         (g_full,) = torch.autograd.grad(full[:, rows].square().sum(), x)
         (g_part,) = torch.autograd.grad(part.square().sum(), x)
-        torch.testing.assert_close(g_part, g_full, rtol=0, atol=1e-12)
+        torch.testing.assert_close(g_part, g_full, rtol=0, atol=1e-6)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce assets/models/zonkey-small from scratch on 2 CPU cores (about 15 hours of training).
+# Reproduce assets/models/zonkey-small from scratch on 2 CPU cores (about 17 hours of training).
 #   stage 1: both levels from scratch, level 1 only for steps 1,500-1,800 (training/configs/small.json)
 #   stage 2: level 0 frozen from stage 1, a fresh level 1 trained on 32 documents per step
 #            (training/configs/small_level1.json)
@@ -22,6 +22,11 @@
 #   stage 12: all of level 0 but the embedding trains again, 50 minutes at half stage 10's peak lr
 #            (training/configs/small_stage12.json)
 #   stage 13: level 1 trains again on that level 0 (training/configs/small_stage13.json)
+#   stage 14: the level-0 BOS head's saturated output layer is scaled by 0.1 and only the level-0
+#            splitter trains, with a short-segment floor of 3 instead of 4 (training/configs/small_stage14.json)
+#   stage 15: all of level 0 but the embedding trains on those boundaries (training/configs/small_stage15.json)
+#   stage 16: stage 15 continued at half its peak lr (training/configs/small_stage16.json)
+#   stage 17: level 1 trains again on that level 0 (training/configs/small_stage17.json)
 # then evaluate the result. Each stage resumes exactly if it is interrupted: run this again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,9 +60,9 @@ ddp_stage() {  # config: two processes of one thread each (torchrun, gloo)
 run_stage training/configs/small.json
 run_stage training/configs/small_level1.json
 run_stage training/configs/small_stage3.json
-for n in 4 5 6 7 8 9 10 11 12 13; do
+for n in $(seq 4 17); do
   ddp_stage "training/configs/small_stage$n.json"
 done
-release="$(out_dir training/configs/small_stage13.json)/release"
+release="$(out_dir training/configs/small_stage17.json)/release"
 "$PY" -m training.evaluate --model "$release"
 echo "release: $release (copy it to assets/models/zonkey-small to ship it)"
