@@ -34,7 +34,7 @@ def init_from_release(model: Zonkey, init_from: str | Path, init_levels: int = 0
     for i in range(k):
         a, b = src_cfg.levels[i].architecture(), model.config.levels[i].architecture()
         if a != b:
-            diff = {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+            diff = {f: (a[f], b[f]) for f in a if a[f] != b[f]}
             raise CheckpointError(
                 f"{src}: level {i} architecture differs from this run's model config (field: (checkpoint, run)): {diff}"
             )
@@ -57,6 +57,13 @@ def parse_row_range(spec: str) -> tuple[int, int]:
     return lo, hi
 
 
+def check_soften_factor(factor: float) -> float:
+    """The factor of `soften_bos_output` must be in (0, 1] (1 leaves the head as it is)."""
+    if not 0 < factor <= 1:
+        raise ValueError(f"soften_bos={factor} must be in (0, 1]")
+    return factor
+
+
 @torch.no_grad()
 def soften_bos_output(head, factor: float) -> None:
     """Multiply the output layer of a BOS head by `factor` (weight and bias), keeping its features.
@@ -67,8 +74,7 @@ def soften_bos_output(head, factor: float) -> None:
     where the losses act, and keeps their order: the starts stay on the space before each word,
     where they were. (Re-initialising the layer instead lets the boundaries settle on another
     offset: one trial put them on the last letter of each word.)"""
-    if not 0 < factor <= 1:
-        raise ValueError(f"soften_bos={factor} must be in (0, 1]")
+    check_soften_factor(factor)
     head.out.weight.mul_(factor)
     head.out.bias.mul_(factor)
 

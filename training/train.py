@@ -35,6 +35,7 @@ from training.data import PackedBatches, heldout_sentences, local_split
 from training.loop import GuardedStep, adamw, resolve_device
 from training.staging import (
     carry_stage_logs,
+    check_soften_factor,
     freeze_lower_levels,
     init_from_release,
     parse_row_range,
@@ -116,11 +117,8 @@ class TrainConfig:
             parse_row_range(self.respread_rows)
             if not self.init_from:
                 raise ValueError("TrainConfig.respread_rows re-spreads trained embedding rows; set init_from")
-        if self.soften_bos != 1.0:
-            if not 0 < self.soften_bos < 1:
-                raise ValueError(f"TrainConfig.soften_bos={self.soften_bos} must be in (0, 1]")
-            if not self.init_from:
-                raise ValueError("TrainConfig.soften_bos rescales a trained splitter; set init_from")
+        if check_soften_factor(self.soften_bos) != 1.0 and not self.init_from:
+            raise ValueError("TrainConfig.soften_bos rescales a trained splitter; set init_from")
         if self.frozen_levels and self.init_levels and self.init_levels < self.frozen_levels:
             raise ValueError(
                 f"TrainConfig.init_levels={self.init_levels} < frozen_levels={self.frozen_levels}: "

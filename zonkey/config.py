@@ -11,6 +11,10 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 FORMAT = "zonkey-config v1"
+# LevelConfig fields that only set a loss: a release trained with other values loads all the same
+LOSS_ONLY_FIELDS = frozenset(
+    {"compression_penalty", "target_rate", "short_len", "mlm_negatives", "contrastive_negatives"}
+)
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,7 @@ class LevelConfig:
     def architecture(self) -> dict:
         """The fields that shape the parameters (two levels with equal architecture() share weights);
         loss settings (penalty, target rate, short_len, negatives) are left out."""
-        loss_only = {"compression_penalty", "target_rate", "short_len", "mlm_negatives", "contrastive_negatives"}
-        return {k: v for k, v in asdict(self).items() if k not in loss_only}
+        return {k: v for k, v in asdict(self).items() if k not in LOSS_ONLY_FIELDS}
 
 
 @dataclass(frozen=True)
