@@ -1,5 +1,6 @@
 """Deterministic inference: encode a text bottom-up (segment + compress, level by level) and
-decode latents top-down (decode at t = 0, stitch with inferred offsets, read characters).
+decode latents top-down (decode at t = 0, stitch with inferred offsets, read characters as the
+most probable well-formed UTF-8 bytes).
 Training code lives in `level.py`; sampling loops in `samplers.py` and `infill.py`.
 
 Decision rule for segmentation at inference: position 0, every position whose BOS probability
@@ -64,7 +65,7 @@ def decode_down(model, level: int, seq: torch.Tensor) -> str:
     """(N, d_level) vectors of `level` -> text, decoding (t = 0) and stitching each level below."""
     for lv in range(level - 1, -1, -1):
         seq = decode_windows(model, lv, vectors_to_latents(model, lv, seq))
-    return codec.decode(char_logits(seq, model.embed.weight).argmax(-1).tolist())
+    return codec.decode_scores(char_logits(seq, model.embed.weight).float().numpy())
 
 
 @torch.inference_mode()
