@@ -1,8 +1,9 @@
 """Text codec: UTF-8 bytes are the 256-symbol alphabet, so every Unicode string round-trips
 exactly (no aliasing; fixes METHOD P15, where ord mod 256 mapped many characters onto one id).
-Padding is not an id: sequences carry explicit lengths. Decoded byte scores are read as the most
-probable *well-formed* UTF-8 sequence (`best_utf8`), so a model's output is always valid text. Python string indices (what the public
-API speaks) map to byte offsets through `CharMap`. It does not know about models."""
+Padding is not an id: sequences carry explicit lengths. Python string indices (what the public
+API speaks) map to byte offsets through `CharMap`. Decoded byte scores are read as the most
+probable *well-formed* UTF-8 sequence (`best_utf8`), so a model's output is always valid text.
+It does not know about models."""
 
 from __future__ import annotations
 
