@@ -61,6 +61,14 @@ _INCOMING = np.array(  # (8, k) edge indices into each state, padded with len(_E
 )
 
 
+def _is_utf8(ids: np.ndarray) -> bool:
+    try:
+        bytes(ids.astype(np.uint8)).decode("utf-8", errors="strict")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def best_utf8(scores) -> list[int]:
     """Most probable well-formed UTF-8 byte sequence of the same length under per-byte scores.
     scores: (n, 256) log-probabilities or logits (anything whose per-byte sum ranks sequences:
@@ -70,6 +78,9 @@ def best_utf8(scores) -> list[int]:
     n = lp.shape[0]
     if n == 0:
         return []
+    top = lp.argmax(-1)
+    if _is_utf8(top):  # the unconstrained optimum is feasible, so it is the constrained one
+        return top.tolist()
     lp = lp - lp.max(-1, keepdims=True)
     lp = lp - np.log(np.exp(lp).sum(-1, keepdims=True))
     best = np.stack([lp[:, a:b].max(-1) for a, b in _GROUPS], 1)  # (n, groups)
