@@ -274,6 +274,8 @@ def quick_eval(ema: Zonkey, heldout_batch, sentences: list[str], seed: int) -> d
         out = ema(*heldout_batch)
     rec = {"heldout/loss": float(out.loss)}
     rec.update({f"heldout/{k}": v for k, v in out.flat_terms().items()})
+    if ema.device.type != "cpu":  # the text-level API (segment, reconstruct, generate) runs on the CPU
+        ema = copy.deepcopy(ema).float().cpu().eval()
     accs0, accs, f1s, segs = [], [], [], []
     for s in sentences:
         accs0.append(1 - cer(ema.reconstruct(s, level=0), s))

@@ -53,11 +53,9 @@ _EDGES = np.array(
     + [(4, 3, 1), (5, 1, 1), (5, 2, 1), (6, 2, 2), (6, 3, 2), (7, 1, 2)]
 )
 
+_INTO = [[i for i, e in enumerate(_EDGES) if e[2] == s] for s in range(8)]
 _INCOMING = np.array(  # (8, k) edge indices into each state, padded with len(_EDGES) (no edge)
-    [
-        [i for i, e in enumerate(_EDGES) if e[2] == s] + [len(_EDGES)] * (9 - int((_EDGES[:, 2] == s).sum()))
-        for s in range(8)
-    ]
+    [into + [len(_EDGES)] * (max(map(len, _INTO)) - len(into)) for into in _INTO]
 )
 
 

@@ -65,7 +65,7 @@ def decode_down(model, level: int, seq: torch.Tensor) -> str:
     """(N, d_level) vectors of `level` -> text, decoding (t = 0) and stitching each level below."""
     for lv in range(level - 1, -1, -1):
         seq = decode_windows(model, lv, vectors_to_latents(model, lv, seq))
-    return codec.decode_scores(char_logits(seq, model.embed.weight).float().numpy())
+    return codec.decode_scores(char_logits(seq, model.embed.weight).float().cpu().numpy())
 
 
 @torch.inference_mode()
@@ -80,19 +80,19 @@ def segment(model, text, threshold: float = 0.5) -> Segmentation:
     levels = []
     first_bytes = cmap.byte_of_char[:-1]
     # level 0: BOS prob of each char's first byte; starts mapped to the char holding the byte
-    beta0 = codes[0].beta.float().numpy()
+    beta0 = codes[0].beta.float().cpu().numpy()
     bos0 = beta0[first_bytes].copy()
-    starts_bytes = codes[0].win.start.numpy()
+    starts_bytes = codes[0].win.start.cpu().numpy()
     starts0 = sorted(set(cmap.char_of_byte[starts_bytes].tolist()))
     levels.append(LevelSegmentation(0, bos0, starts0, float(threshold)))
     seg_chars = cmap.char_of_byte[starts_bytes]  # (m0,) char offset of each level-0 segment
     for i in range(1, len(codes)):
-        beta = codes[i].beta.float().numpy()  # (m_{i-1},) one per lower segment
+        beta = codes[i].beta.float().cpu().numpy()  # (m_{i-1},) one per lower segment
         bos = np.zeros(n, dtype=np.float64)
         np.maximum.at(bos, seg_chars, beta)
-        starts = sorted(set(seg_chars[codes[i].win.start.numpy()].tolist()))
+        starts = sorted(set(seg_chars[codes[i].win.start.cpu().numpy()].tolist()))
         levels.append(LevelSegmentation(i, bos, starts, float(threshold)))
-        seg_chars = seg_chars[codes[i].win.start.numpy()]
+        seg_chars = seg_chars[codes[i].win.start.cpu().numpy()]
     return Segmentation(text, levels)
 
 

@@ -166,7 +166,8 @@ def _fill_level0(model, left: str, right: str, length, target_chars: int, steps:
         if not right:  # open end: existence decides how many bytes survive
             alive = int((dec.logp[c].exp() > model.config.infill_threshold).sum())
             k = max(1, min(S - len(pre), alive - len(pre)))
-        return codec.decode_scores(char_logits(dec.x[c, len(pre) : len(pre) + k], model.embed.weight).numpy())
+        logits = char_logits(dec.x[c, len(pre) : len(pre) + k], model.embed.weight)  # (k, 256)
+        return codec.decode_scores(logits.float().cpu().numpy())
 
     def score(raw):
         lp = F.log_softmax(char_logits(raw.x, model.embed.weight), -1).gather(-1, ids[..., None]).squeeze(-1)
