@@ -69,9 +69,9 @@ def _is_utf8(ids: np.ndarray) -> bool:
 
 def best_utf8(scores) -> list[int]:
     """Most probable well-formed UTF-8 byte sequence of the same length under per-byte scores.
-    scores: (n, 256) log-probabilities or logits (anything whose per-byte sum ranks sequences:
-    each position is softmax-normalised here) -> n byte ids. Viterbi over the UTF-8 automaton;
-    where the per-byte argmax is already valid it is returned unchanged."""
+    scores: (n, 256) log-probabilities or logits (a constant per position, such as each
+    position's softmax normaliser, does not change the result) -> n byte ids. Viterbi over the
+    UTF-8 automaton; where the per-byte argmax is already valid it is returned unchanged."""
     lp = np.asarray(scores, dtype=np.float64)
     n = lp.shape[0]
     if n == 0:
@@ -79,8 +79,6 @@ def best_utf8(scores) -> list[int]:
     top = lp.argmax(-1)
     if _is_utf8(top):  # the unconstrained optimum is feasible, so it is the constrained one
         return top.tolist()
-    lp = lp - lp.max(-1, keepdims=True)
-    lp = lp - np.log(np.exp(lp).sum(-1, keepdims=True))
     best = np.stack([lp[:, a:b].max(-1) for a, b in _GROUPS], 1)  # (n, groups)
     arg = np.stack([lp[:, a:b].argmax(-1) + a for a, b in _GROUPS], 1)  # (n, groups) byte ids
     frm, grp = _EDGES[:, 0], _EDGES[:, 1]

@@ -65,7 +65,12 @@ def decode_down(model, level: int, seq: torch.Tensor) -> str:
     """(N, d_level) vectors of `level` -> text, decoding (t = 0) and stitching each level below."""
     for lv in range(level - 1, -1, -1):
         seq = decode_windows(model, lv, vectors_to_latents(model, lv, seq))
-    return codec.decode_scores(char_logits(seq, model.embed.weight).float().cpu().numpy())
+    return read_text(model, seq)
+
+
+def read_text(model, x: torch.Tensor) -> str:
+    """(N, d0) level-0 vectors -> text: tied-embedding scores read as well-formed UTF-8."""
+    return codec.decode_scores(char_logits(x, model.embed.weight).float().cpu().numpy())
 
 
 @torch.inference_mode()
@@ -90,9 +95,8 @@ def segment(model, text, threshold: float = 0.5) -> Segmentation:
         beta = codes[i].beta.float().cpu().numpy()  # (m_{i-1},) one per lower segment
         bos = np.zeros(n, dtype=np.float64)
         np.maximum.at(bos, seg_chars, beta)
-        starts = sorted(set(seg_chars[codes[i].win.start.cpu().numpy()].tolist()))
-        levels.append(LevelSegmentation(i, bos, starts, float(threshold)))
-        seg_chars = seg_chars[codes[i].win.start.cpu().numpy()]
+        seg_chars = seg_chars[codes[i].win.start.cpu().numpy()]  # (m_i,) char offset of each segment
+        levels.append(LevelSegmentation(i, bos, sorted(set(seg_chars.tolist())), float(threshold)))
     return Segmentation(text, levels)
 
 

@@ -33,7 +33,7 @@ from zonkey import codec
 from zonkey._utils import rho, to_sphere
 from zonkey.decoder import Decoded
 from zonkey.diffusion import pure_noise
-from zonkey.inference import decode_down, encode_ids
+from zonkey.inference import decode_down, encode_ids, read_text
 from zonkey.losses import char_logits
 from zonkey.outputs import InfillResult, TrajectoryStep
 from zonkey.samplers import DDMMSampler
@@ -166,8 +166,7 @@ def _fill_level0(model, left: str, right: str, length, target_chars: int, steps:
         if not right:  # open end: existence decides how many bytes survive
             alive = int((dec.logp[c].exp() > model.config.infill_threshold).sum())
             k = max(1, min(S - len(pre), alive - len(pre)))
-        logits = char_logits(dec.x[c, len(pre) : len(pre) + k], model.embed.weight)  # (k, 256)
-        return codec.decode_scores(logits.float().cpu().numpy())
+        return read_text(model, dec.x[c, len(pre) : len(pre) + k])
 
     def score(raw):
         lp = F.log_softmax(char_logits(raw.x, model.embed.weight), -1).gather(-1, ids[..., None]).squeeze(-1)
