@@ -5,13 +5,15 @@
 #   OUT=<folder> bash training/gpu_run.sh
 #
 # Environment (all optional):
-#   MINUTES=7.5      total training budget, split 60/40 between the stages below (with start-up,
-#                    FLOP counting and the quick evaluation the script ends inside 10 minutes)
+#   MINUTES=6.5      total training budget, split 60/40 between the stages below (with start-up,
+#                    FLOP counting (60 s at most) and the quick evaluation (EVAL_SECONDS, 75) the
+#                    script ends inside 10 minutes)
 #   INIT_FROM=<dir>  a previous `base` release (e.g. assets/models/zonkey-base): both stages start
 #                    from its weights, so several runs add training time
 #   DEVICE=cuda      "cpu" runs the same recipe on the CPU (to test the script)
 #   EXTRA="..."      more --key=value overrides for both stages (e.g. "--batch_size=4 --threads=2")
 #   EVAL="..."       arguments of the quick evaluation (default "--paragraphs 8 --sentences 8 --generate 4 --steps 10")
+#   EVAL_SECONDS=75  time limit of the quick evaluation
 #   PYTHON=python3
 # Stage 1 (training/configs/base.json): level 0 alone. Stage 2 (training/configs/base_level1.json):
 # level 0 frozen, level 1 trained on its inference segmentation (as zonkey-small's stages 1 and 2).
@@ -20,7 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${OUT:?set OUT to the folder that receives the release}"
-MINUTES=${MINUTES:-7.5}
+MINUTES=${MINUTES:-6.5}
 DEVICE=${DEVICE:-cuda}
 PY=${PYTHON:-python3}
 read -r -a EXTRA_ARGS <<<"${EXTRA:-}"
@@ -49,31 +51,44 @@ if [ -n "${INIT_FROM:-}" ]; then
   S2+=(--init_levels=0 --warmup_steps=50)  # level 1 too: stage 1's release carries INIT_FROM's level 1
 fi
 rm -rf runs/base runs/base_level1
-t0=$(date +%s)
-echo "== stage 1: level 0, ${M1} min"
-"$PY" -m training.train "${S1[@]}" "${EXTRA_ARGS[@]}"
-echo "== stage 2: level 1 on the frozen level 0, ${M2} min"
-"$PY" -m training.train "${S2[@]}" "${EXTRA_ARGS[@]}"
-echo "== training wall-clock: $(( $(date +%s) - t0 )) s"
-
-REL=runs/base_level1/release
-echo "== throughput and model FLOPs utilisation"
-"$PY" -m training.flops --config training/configs/base.json --device="$DEVICE" "${EXTRA_ARGS[@]}" \
-  --log runs/base/train_log.jsonl
-"$PY" -m training.flops --config training/configs/base_level1.json --device="$DEVICE" "${EXTRA_ARGS[@]}" \
-  --log runs/base_level1/train_log.jsonl
-echo "== quick held-out evaluation (printed only: the shipped metrics.json is measured on the CPU)"
-read -r -a EVAL_ARGS <<<"${EVAL:---paragraphs 8 --sentences 8 --generate 4 --steps 10}"
-"$PY" -m training.evaluate --model "$REL" "${EVAL_ARGS[@]}" \
-  --out "${TMPDIR:-/tmp}/zonkey_base_metrics_quick.json"
-# the release without the earlier stages' logs (a run from INIT_FROM would otherwise carry them all and
-# exceed 8 files): this run's stage 1 log is numbered after INIT_FROM's stages, so shipping is
-# `cp $OUT/* assets/models/zonkey-base/` after renaming that folder's train_log.jsonl to the free stage number
+# the release is copied to $OUT as soon as a stage has exported it, so a later failure (or the
+# device's command limit) never loses finished training; later steps only add to it
 K=0
 if [ -n "${INIT_FROM:-}" ]; then
   K=$(find "$INIT_FROM" -maxdepth 1 -name 'train_log*.jsonl' | wc -l)
   echo "INIT_FROM had $K stage logs: rename its train_log.jsonl to train_log_stage${K}.jsonl when shipping"
 fi
-cp "$REL"/config.json "$REL"/model*.safetensors* "$REL"/train_log.jsonl "$OUT"/
-cp runs/base/train_log.jsonl "$OUT/train_log_stage$((K + 1)).jsonl"
+ship() {  # ship <release dir>: its config, weights and own log replace what $OUT holds
+  rm -f "$OUT"/model*.safetensors*
+  cp "$1"/config.json "$1"/model*.safetensors* "$OUT"/
+  cp "$1"/train_log.jsonl "$OUT"/train_log.jsonl
+  echo "== shipped $1 to \$OUT"
+}
+t0=$(date +%s)
+echo "== stage 1: level 0, ${M1} min"
+"$PY" -m training.train "${S1[@]}" "${EXTRA_ARGS[@]}"
+ship runs/base/release
+echo "== stage 2: level 1 on the frozen level 0, ${M2} min"
+REL=runs/base_level1/release
+if "$PY" -m training.train "${S2[@]}" "${EXTRA_ARGS[@]}"; then
+  ship "$REL"
+  # stage 1's log, numbered after INIT_FROM's stages (shipping: `cp $OUT/* assets/models/zonkey-base/`
+  # after renaming that folder's train_log.jsonl to the free stage number)
+  cp runs/base/train_log.jsonl "$OUT/train_log_stage$((K + 1)).jsonl"
+else
+  echo "== stage 2 FAILED: \$OUT holds stage 1's release (level 1 untrained)"
+  REL=runs/base/release
+fi
+echo "== training wall-clock: $(( $(date +%s) - t0 )) s"
+
+# measurements only: each is bounded in time and may fail without losing the release above
+echo "== throughput and model FLOPs utilisation"
+for stage in base:runs/base base_level1:runs/base_level1; do
+  timeout 60 "$PY" -m training.flops --config "training/configs/${stage%%:*}.json" --device="$DEVICE" \
+    "${EXTRA_ARGS[@]}" --log "${stage#*:}/train_log.jsonl" || echo "flops for ${stage%%:*} failed (rc $?)"
+done
+echo "== quick held-out evaluation (printed only: the shipped metrics.json is measured on the CPU)"
+read -r -a EVAL_ARGS <<<"${EVAL:---paragraphs 8 --sentences 8 --generate 4 --steps 10}"
+timeout "${EVAL_SECONDS:-75}" "$PY" -m training.evaluate --model "$REL" "${EVAL_ARGS[@]}" \
+  --out "${TMPDIR:-/tmp}/zonkey_base_metrics_quick.json" || echo "quick evaluation failed or timed out (rc $?)"
 ls -l "$OUT"
