@@ -271,7 +271,7 @@ def quick_eval(ema: Zonkey, heldout_batch, sentences: list[str], seed: int) -> d
     ema.eval()
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        out = ema(*heldout_batch)
+        out = ema(*(t.to(ema.device) for t in heldout_batch))
     rec = {"heldout/loss": float(out.loss)}
     rec.update({f"heldout/{k}": v for k, v in out.flat_terms().items()})
     if ema.device.type != "cpu":  # the text-level API (segment, reconstruct, generate) runs on the CPU
