@@ -1,6 +1,6 @@
 """Model card: each training stage is described from its own logged config."""
 
-from training.model_card import stage_line
+from training.model_card import stage_line, write_card
 
 
 def _stage(**tc) -> dict:
@@ -34,3 +34,44 @@ def test_stage_line_names_what_trained_and_how():
         )
     )
     assert "; the level-0 BOS head's output layer scaled by 0.1 first; short-segment floor 3 at level 0;" in soft
+
+
+def test_stage_line_says_level_0_alone_when_upper_levels_never_start():
+    assert stage_line(_stage(upper_levels_from=10**9)).startswith("level 0 alone;")
+    assert stage_line(_stage(upper_levels_from=50)).startswith("all levels, level 0 alone before step 50;")
+
+
+def test_card_names_the_hardware_from_the_log_or_the_argument(tmp_path):
+    import json
+
+    import torch
+
+    from training.loop import describe_hardware
+
+    where = describe_hardware(torch.device("cpu"))
+    assert where.endswith(f"torch {torch.__version__}") and "CPU" in where
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "levels": [
+                    {
+                        "d_model": 8,
+                        "n_latents": 2,
+                        "seg_len": 4,
+                        "compressor_layers": 1,
+                        "draft_layers": 1,
+                        "denoiser_layers": 1,
+                    }
+                ]
+            }
+        )
+    )
+    (tmp_path / "metrics.json").write_text(json.dumps({"recon_acc_l0": 0.5}))
+    start = {"event": "start", "params": 10, "train_config": {"batch_size": 2}, "hardware": "Chip X (CUDA), torch 9"}
+    end = {"event": "end", "step": 3, "chars_seen": 30, "elapsed": 60.0, "bad_steps": 0}
+    (tmp_path / "train_log.jsonl").write_text("\n".join(json.dumps(r) for r in (start, end)) + "\n")
+    card = write_card(tmp_path, "cmd", None, None, None)
+    assert "trained on English Wikipedia lead sections on Chip X (CUDA)." in card
+    assert "- **Hardware:** Chip X (CUDA), torch 9." in card
+    card = write_card(tmp_path, "cmd", None, None, None, hardware="one GPU, torch 1")
+    assert "lead sections on one GPU." in card and "- **Hardware:** one GPU, torch 1." in card

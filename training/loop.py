@@ -10,6 +10,7 @@ skips exhaust the guard, and the loop stops with `stop_reason`.
 
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +21,16 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def describe_hardware(device: torch.device) -> str:
+    """Where a run trains, in words for the model card: the GPU's name, or the CPU and its thread
+    count; with the torch version."""
+    if device.type == "cuda":
+        where = f"{torch.cuda.get_device_name(device)} (CUDA)"
+    else:
+        where = f"{platform.machine()} CPU, {torch.get_num_threads()} torch thread(s)"
+    return f"{where}, torch {torch.__version__}"
 
 
 def adamw(params, **kwargs) -> torch.optim.AdamW:

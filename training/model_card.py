@@ -4,7 +4,8 @@ train_log.jsonl, so every figure in the card comes from a file the pipeline wrot
   python -m training.model_card --model assets/models/zonkey-small --command "python -m training.train ..."
 
 Optional: --baseline DIR (metrics.json of the AR baseline and patchers, shown side by side),
---bench DIR (bench.md), --notes FILE (hand-written findings: failure cases, limitations).
+--bench DIR (bench.md), --notes FILE (hand-written findings: failure cases, limitations),
+--hardware TEXT (where it trained, for logs that predate the training loop's own "hardware" record).
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ def train_summary(log_path: Path) -> dict:
         "train_config": configs[-1] if configs else {},  # the latest (a resume may change the schedule)
         "bad_steps": end[-1]["bad_steps"] if end else None,
         "world_size": start.get("world_size", 1),
+        "hardware": start.get("hardware"),
     }
 
 
@@ -93,6 +95,8 @@ def stage_line(t: dict) -> str:
         what = f"only {only} trained (everything else frozen, from `{tc.get('init_from')}`)"
     elif tc.get("frozen_levels"):
         what = f"levels below {tc['frozen_levels']} frozen (from `{tc.get('init_from')}`), the others trained"
+    elif tc.get("upper_levels_from", 0) >= t["steps"] and not tc.get("upper_levels_until"):
+        what = "level 0 alone"
     elif tc.get("upper_levels_from") or tc.get("upper_levels_until"):
         what = f"all levels, level 0 alone before step {tc.get('upper_levels_from', 0)}" + (
             f" and from step {tc['upper_levels_until']} on" if tc.get("upper_levels_until") else ""
@@ -118,12 +122,20 @@ def stage_line(t: dict) -> str:
     )
 
 
-def write_card(model_dir: Path, command: str, baseline: Path | None, bench: Path | None, notes: Path | None) -> str:
+def write_card(
+    model_dir: Path,
+    command: str,
+    baseline: Path | None,
+    bench: Path | None,
+    notes: Path | None,
+    hardware: str | None = None,
+) -> str:
     cfg = json.loads((model_dir / "config.json").read_text())
     m = json.loads((model_dir / "metrics.json").read_text())
     b = json.loads((baseline / "metrics.json").read_text()) if baseline and (baseline / "metrics.json").exists() else {}
     stages = [train_summary(p) for p in stage_logs(model_dir)]
     t = stages[-1]
+    hardware = hardware or t["hardware"] or f"2 CPU cores ({platform.machine()}), torch {torch.__version__}"
     lv = cfg["levels"]
     arch = "; ".join(
         f"level {i}: d={x['d_model']}, C={x['n_latents']}, S={x['seg_len']}, layers "
@@ -135,7 +147,7 @@ def write_card(model_dir: Path, command: str, baseline: Path | None, bench: Path
         f"# {model_dir.name}",
         "",
         "A Zonkey model (hierarchical diffusion LM with a learned tokenizer) trained on English Wikipedia "
-        "lead sections on 2 CPU cores. Every figure below was written by `training/evaluate.py` "
+        f"lead sections on {hardware.split(',')[0]}. Every figure below was written by `training/evaluate.py` "
         "(metrics.json) or by the training loop (train_log.jsonl).",
         "",
         "## Training",
@@ -147,7 +159,7 @@ def write_card(model_dir: Path, command: str, baseline: Path | None, bench: Path
         f"{fmt(t['fraction'])}.",
         f"- **Architecture:** {arch}; {fmt(t['params'])} parameters; UTF-8 byte alphabet, characters read as "
         "the most probable well-formed UTF-8 (`codec.best_utf8`).",
-        f"- **Hardware:** {platform.machine()} CPU (2 cores), torch {torch.__version__}.",
+        f"- **Hardware:** {hardware}.",
         *[f"- **Stage {i}:** {stage_line(st)}" for i, st in enumerate(stages, 1)],
         f"- **In total:** {fmt(sum(st['chars_seen'] or 0 for st in stages))} characters seen in "
         f"{fmt(sum(st['wall_clock_min'] or 0 for st in stages))} min of training.",
@@ -193,6 +205,7 @@ def main(argv=None) -> None:
     ap.add_argument("--baseline", default=None)
     ap.add_argument("--bench", default=None)
     ap.add_argument("--notes", default=None)
+    ap.add_argument("--hardware", default=None, help="where it trained (default: the training log's record)")
     a = ap.parse_args(argv)
     d = Path(a.model)
     card = write_card(
@@ -201,6 +214,7 @@ def main(argv=None) -> None:
         Path(a.baseline) if a.baseline else None,
         Path(a.bench) if a.bench else None,
         Path(a.notes) if a.notes else None,
+        a.hardware,
     )
     (d / "README.md").write_text(card)
     print(f"wrote {d / 'README.md'}")

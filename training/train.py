@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from training.data import PackedBatches, heldout_sentences, local_split
-from training.loop import GuardedStep, adamw, resolve_device
+from training.loop import GuardedStep, adamw, describe_hardware, resolve_device
 from training.staging import (
     carry_stage_logs,
     check_soften_factor,
@@ -396,6 +396,7 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
                 "fraction_chars_trained_on": data.fraction_used,
                 "train_chars": data.chars_total,
                 "world_size": world,
+                "hardware": describe_hardware(device),
             }
         )
     elif rank == 0:
