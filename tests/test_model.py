@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from zonkey import Zonkey, ZonkeyConfig, ZonkeyInputError
-from zonkey._utils import rho
+from zonkey._utils import draw, rho
 from zonkey.checkpoint import CheckpointError
 from zonkey.config import LevelConfig
-from zonkey.diffusion import add_noise, relaxed_targets
+from zonkey.diffusion import add_noise, pure_noise, relaxed_targets
 from zonkey.losses import info_nce
 
 
@@ -340,3 +340,23 @@ def test_bf16_release_loads_back_into_float32(tiny_model, sentence, tmp_path):
         assert b.dtype == a.dtype, k
         assert torch.equal(b, a.to(torch.bfloat16).to(a.dtype) if a.is_floating_point() else a), k
     assert loaded.segment(sentence).segments  # a working model
+
+
+def test_seeded_draws_do_not_depend_on_the_target_device():
+    # a seeded CPU generator draws on the CPU and the numbers then move to the model's device, so a
+    # seed gives the same noise on every device (a CPU generator cannot draw on a GPU at all);
+    # "meta" stands in for a GPU here
+    seeded = lambda: torch.Generator().manual_seed(7)  # noqa: E731
+    asked = []
+
+    def randn(shape, **kw):
+        asked.append(kw["device"])
+        return torch.randn(shape, **kw)
+
+    moved = draw(randn, (3, 4), seeded(), torch.device("meta"))
+    assert asked == [torch.device("cpu")] and moved.device.type == "meta" and moved.shape == (3, 4)
+    assert torch.equal(draw(randn, (3, 4), seeded(), torch.device("cpu")), torch.randn((3, 4), generator=seeded()))
+    assert draw(randn, (2,), None, torch.device("meta")).device.type == "meta" and asked[-1] == torch.device("meta")
+    assert pure_noise(2, 2, 3, generator=seeded(), device=torch.device("meta")).device.type == "meta"
+    z = torch.zeros(2, 2, 3, device="meta")
+    assert add_noise(z, torch.ones(2, device="meta"), generator=seeded()).device.type == "meta"

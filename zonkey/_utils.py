@@ -1,5 +1,5 @@
-"""Small numeric helpers shared by every module: sphere radii and projections, and the fp32
-guard for mixed precision."""
+"""Small numeric helpers shared by every module: sphere radii and projections, seeded draws that
+do not depend on the model's device, and the fp32 guard for mixed precision."""
 
 from __future__ import annotations
 
@@ -19,6 +19,17 @@ def rho(n: int) -> float:
 def to_sphere(x: torch.Tensor, radius: float, dim: int = -1) -> torch.Tensor:
     """Project `x` onto the sphere of `radius` along `dim` (zero vectors stay finite)."""
     return radius * x / x.norm(dim=dim, keepdim=True).clamp_min(1e-8)
+
+
+def draw(fn, shape, generator=None, device=None, dtype=None) -> torch.Tensor:
+    """`fn(shape)` (torch.rand or torch.randn) drawn on the generator's device, then moved to `device`.
+
+    The text-level API seeds a CPU generator; drawing there keeps a seed's numbers the same whether
+    the model runs on the CPU or a GPU (and a CPU generator cannot draw on a GPU). Without a
+    generator it draws on `device` directly."""
+    src = generator.device if generator is not None else device
+    x = fn(shape, generator=generator, device=src, dtype=dtype)
+    return x if device is None else x.to(device)
 
 
 def _up(a):

@@ -87,7 +87,7 @@ class _Canvas:
 
     def clamp(self, dec: Decoded) -> Decoded:
         x = torch.where(self.known[..., None], self.x, dec.x)
-        pos = torch.arange(x.shape[1])[None]
+        pos = torch.arange(x.shape[1], device=x.device)[None]
         logp = torch.where(pos < self.exist_len[:, None], torch.zeros_like(dec.logp), dec.logp)
         if self.end is not None:
             logp = torch.where(pos >= self.end[:, None], torch.full_like(logp, -20.0), logp)
@@ -97,7 +97,7 @@ class _Canvas:
 def _run(model, level: int, canvas: _Canvas, steps: int, g, on_step, score_fn):
     lv = model.levels[level]
     lc = model.config.levels[level]
-    valid = torch.arange(lc.seg_len)[None] < canvas.exist_len[:, None]
+    valid = torch.arange(lc.seg_len, device=canvas.x.device)[None] < canvas.exist_len[:, None]
     logp0 = torch.where(valid, 0.0, -20.0)
     z = lv.compressor(canvas.x, logp0, valid)
     sampler = DDMMSampler(lv)
@@ -146,10 +146,11 @@ def _fill_level0(model, left: str, right: str, length, target_chars: int, steps:
     ks = _candidates(k_est, length, k_max)
     n = len(ks)
     emb = to_sphere(model.embed.weight, r)
-    x = torch.zeros(n, S, lc.d_model)
-    known = torch.zeros(n, S, dtype=torch.bool)
-    ids = torch.zeros(n, S, dtype=torch.long)
-    exist_len = torch.zeros(n, dtype=torch.long)
+    dev = model.device  # canvases live beside the model; the seeded draws stay on the CPU (`draw`)
+    x = torch.zeros(n, S, lc.d_model, device=dev)
+    known = torch.zeros(n, S, dtype=torch.bool, device=dev)
+    ids = torch.zeros(n, S, dtype=torch.long, device=dev)
+    exist_len = torch.zeros(n, dtype=torch.long, device=dev)
     for c, k in enumerate(ks):
         seq = pre + [None] * k + suf
         for p, b in enumerate(seq[:S]):
@@ -157,7 +158,7 @@ def _fill_level0(model, left: str, right: str, length, target_chars: int, steps:
                 x[c, p], known[c, p], ids[c, p] = emb[b], True, b
         exist_len[c] = min(len(seq), S) if right else len(pre)
     canvas_end = exist_len.clone() if right else None
-    noise = pure_noise(n * S, 1, lc.d_model, generator=g).view(n, S, lc.d_model)
+    noise = pure_noise(n * S, 1, lc.d_model, generator=g, device=dev).view(n, S, lc.d_model)
     x = torch.where(known[..., None], x, noise)
     canvas = _Canvas(x, known, exist_len, end=canvas_end)
 
@@ -171,7 +172,7 @@ def _fill_level0(model, left: str, right: str, length, target_chars: int, steps:
     def score(raw):
         lp = F.log_softmax(char_logits(raw.x, model.embed.weight), -1).gather(-1, ids[..., None]).squeeze(-1)
         known_ll = (lp * known).sum(1) / known.sum(1).clamp_min(1)
-        forced = torch.arange(S)[None] < exist_len[:, None]
+        forced = torch.arange(S, device=dev)[None] < exist_len[:, None]
         ex = (raw.logp * forced).sum(1) / forced.sum(1).clamp_min(1)
         return known_ll + ex
 
@@ -182,7 +183,7 @@ def _fill_level0(model, left: str, right: str, length, target_chars: int, steps:
 
 def _word_vectors(model, text: str) -> torch.Tensor:
     if not text.strip():
-        return torch.zeros(0, model.config.levels[1].d_model)
+        return torch.zeros(0, model.config.levels[1].d_model, device=model.device)
     return encode_ids(model, codec.encode(text), top=0)[0].z.flatten(1)  # (n, d1)
 
 
@@ -200,9 +201,10 @@ def _fill_level1(model, left: str, right: str, length, target_chars: int, steps:
     ks = [k_est] if length == "auto" and right.strip() else _candidates(k_est, length, k_max)
     n = len(ks)
     mask_vec = to_sphere(model.levels[1].mask_vector.detach(), rho(lc.d_model))
-    x = torch.zeros(n, S, lc.d_model)
-    known = torch.zeros(n, S, dtype=torch.bool)
-    exist_len = torch.zeros(n, dtype=torch.long)
+    dev = model.device
+    x = torch.zeros(n, S, lc.d_model, device=dev)
+    known = torch.zeros(n, S, dtype=torch.bool, device=dev)
+    exist_len = torch.zeros(n, dtype=torch.long, device=dev)
     starts = []
     for c, k in enumerate(ks):
         b = min(wr.shape[0], 3, S - k - 1)
@@ -228,7 +230,7 @@ def _fill_level1(model, left: str, right: str, length, target_chars: int, steps:
     def score(raw):
         cos = F.cosine_similarity(raw.x, x, dim=-1)
         known_cos = (cos * known).sum(1) / known.sum(1).clamp_min(1)
-        forced = torch.arange(S)[None] < exist_len[:, None]
+        forced = torch.arange(S, device=dev)[None] < exist_len[:, None]
         ex = (raw.logp * forced).sum(1) / forced.sum(1).clamp_min(1)
         return known_cos + ex
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zonkey._utils import EPS, fp32
+from zonkey._utils import EPS, draw, fp32
 from zonkey.attention import log_existence, sinusoid_table
 
 
@@ -36,7 +36,7 @@ def sample_boundaries(beta, lengths, *, threshold: float | None = None, generato
     b, n = beta.shape
     real = torch.arange(n, device=beta.device)[None] < lengths[:, None]  # (b, n)
     if threshold is None:
-        u = torch.rand(beta.shape, generator=generator, device=beta.device)
+        u = draw(torch.rand, beta.shape, generator, beta.device)
         bos = u < beta
     else:
         bos = beta > threshold
