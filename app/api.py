@@ -3,12 +3,16 @@
 Arguments are plain JSON values; results are JSON-serialisable dicts (the model's `to_dict()`
 plus the settings used). Invalid input raises a clean error whose message says what is allowed
 (gradio_client raises it as `AppError`); the app keeps serving. Limits: see `app.settings.LIMITS`.
+Every endpoint takes a last, optional `model` argument: one of the app's model names ("" = the
+default); an unknown name is such an error, listing the valid names. "model" in each result names
+the model that produced it.
 """
 
 from __future__ import annotations
 
 from app import analysis, settings
 from app.callbacks import user_error
+from app.models import ModelRegistry
 from app.service import ModelService
 from app.validation import (
     check_input_text,
@@ -23,17 +27,20 @@ from app.validation import (
 )
 
 
-def make_endpoints(service: ModelService):
-    """The three endpoint functions, bound to `service` (typed: gradio derives the API schema)."""
+def make_endpoints(models: ModelRegistry | ModelService):
+    """The three endpoint functions over `models` (typed: gradio derives the API schema). Each
+    takes a last, optional `model`: a name from the model dropdown ("" = the default model)."""
+    models = ModelRegistry.coerce(models)
 
-    def segment(text: str, threshold: float = settings.DEFAULT_THRESHOLD) -> dict:
-        """Learned segmentation of `text` (at most 4000 characters).
+    def segment(text: str, threshold: float = settings.DEFAULT_THRESHOLD, model: str = "") -> dict:
+        """Learned segmentation of `text` (at most 4000 characters) by `model` ("" = the default).
 
         Returns {"text", "threshold", "model", "levels": [{"level", "char_bos" (P(a segment begins at
         char i), one per character), "starts" (segment start offsets), "segments" (the text cut at
         the starts), "count", "chars_per_segment"}], "boundary_scores": [precision/recall/F1 of level
         0 vs word starts and level 1 vs sentence starts, strict and ±1]}."""
         try:
+            service = models.get(model)
             text = check_input_text(text)
             threshold = parse_threshold(threshold)
             seg = service.segment(text, threshold)
@@ -65,16 +72,19 @@ def make_endpoints(service: ModelService):
         length: str = "auto",
         steps: int = settings.DEFAULT_STEPS,
         seed: int = 0,
+        model: str = "",
     ) -> dict:
         """Fill gaps in `text`. Gaps are `spans` ([start, end] character offsets, half-open, Python
         string indices) plus every `___` or `[...]` marker in the text.
 
         level: "auto" | "0" (characters) | "1" (words). length: "auto" (existence decides) | "keep"
         (the gap's own length) | a number of characters. steps: 1..200. seed: 0..2**63-1; the same
-        inputs and seed give the same result. Returns {"text", "filled" (the filled regions in
-        "text"), "levels", "seed", "steps", "trajectory": [{"step", "t", "level", "text", "filled",
-        "existence"}], "spans" (the gaps used), "model"}."""
+        inputs, seed and model give the same result. model: a model name ("" = the default).
+        Returns {"text", "filled" (the filled regions in "text"), "levels", "seed", "steps",
+        "trajectory": [{"step", "t", "level", "text", "filled", "existence"}], "spans" (the gaps
+        used), "model"}."""
         try:
+            service = models.get(model)
             text = check_input_text(text)
             all_spans = collect_spans(text, parse_spans(spans))
             lvl = parse_level(level, service.num_levels)
@@ -84,11 +94,14 @@ def make_endpoints(service: ModelService):
             raise user_error(e, escape=False) from None
         return {**res.to_dict(), "spans": [list(s) for s in all_spans], "model": service.name}
 
-    def generate(num_segments: int | None = None, steps: int = settings.DEFAULT_STEPS, seed: int = 0) -> dict:
+    def generate(
+        num_segments: int | None = None, steps: int = settings.DEFAULT_STEPS, seed: int = 0, model: str = ""
+    ) -> dict:
         """Unconditional generation from noise. num_segments: top-level segments (None or 0: the
-        model decides; at most 8). steps: 1..200. seed: 0..2**63-1. Returns {"text", "seed", "steps",
-        "trajectory", "model"}."""
+        model decides; at most 8). steps: 1..200. seed: 0..2**63-1. model: a model name ("" = the
+        default). Returns {"text", "seed", "steps", "trajectory", "model"}."""
         try:
+            service = models.get(model)
             res = service.generate(
                 num_segments=parse_num_segments(num_segments), steps=parse_steps(steps), seed=parse_seed(seed)
             )

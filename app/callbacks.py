@@ -17,6 +17,7 @@ import logging
 import gradio as gr
 
 from app import analysis, plots, settings
+from app.models import ModelRegistry
 from app.replay import stream_view
 from app.service import ModelService, ModelUnavailable, StreamCancelled
 from app.validation import (
@@ -118,6 +119,30 @@ def guarded(fn):
     return plain
 
 
+def for_model(models: ModelRegistry, handler, *bound):
+    """A model handler `handler(service, *bound, *values)` as a listener `fn(model, *values)`.
+
+    `model` is the session's choice (the value of the model dropdown, listed first in the
+    listener's inputs); the call goes to that model's service in `models`, loaded on first use.
+    Each request passes its own choice, so one user's choice never changes another's. An unknown
+    name (`UnknownModel`) becomes a `gr.Warning`, like any other input problem."""
+    if inspect.isgeneratorfunction(handler):
+
+        def gen(model, *values):
+            yield from handler(models.get(model), *bound, *values)
+
+        fn = gen
+    else:
+
+        def plain(model, *values):
+            return handler(models.get(model), *bound, *values)
+
+        fn = plain
+    fn.__name__ = getattr(handler, "__name__", fn.__name__)
+    fn.__doc__ = handler.__doc__
+    return guarded(fn)
+
+
 # --- infill: building the gaps ------------------------------------------------------------------
 
 
@@ -201,7 +226,7 @@ def run_infill(service: ModelService, text, spans, level, length_mode, length_n,
         "steps": steps,
         "seed": seed,
     }
-    yield from stream_view("infill", stream, service, used, used)
+    yield from stream_view("infill", stream, service, used, {**used, "model": service.name})
 
 
 @guarded
@@ -211,7 +236,7 @@ def run_generate(service: ModelService, num_segments, steps, seed):
     seed = parse_seed(seed)
     stream = service.generate_stream(num_segments=n, steps=steps, seed=seed)
     used = {"num_segments": n, "steps": steps, "seed": seed}
-    yield from stream_view("generate", stream, service, used, used)
+    yield from stream_view("generate", stream, service, used, {**used, "model": service.name})
 
 
 # --- tokenization -------------------------------------------------------------------------------

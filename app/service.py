@@ -136,15 +136,22 @@ class ModelService:
         path, why = resolve_model_dir(env)
         if path is None:
             return cls(error=why)
+        return cls.load(path, why=why)
+
+    @classmethod
+    def load(cls, path: Path, *, name: str = "", why: str = "") -> ModelService:
+        """Load the checkpoint in `path` (named `name`, default its folder's name); never raises: a
+        checkpoint that fails to load gives a service whose `error` names the folder and the problem."""
+        path = Path(path)
         try:
             from zonkey import Zonkey
 
             model = Zonkey.from_pretrained(str(path))
         except Exception as e:  # a broken checkpoint must not take the app down
             log.exception("loading %s failed", path)
-            return cls(model_dir=path, error=f"Could not load the checkpoint {display_path(path)}: {e}")
-        log.info("loaded %s (%s)", path, why)
-        return cls(model, name=path.name, model_dir=path)
+            return cls(name=name, model_dir=path, error=f"Could not load the checkpoint {display_path(path)}: {e}")
+        log.info("loaded %s%s", path, f" ({why})" if why else "")
+        return cls(model, name=name or path.name, model_dir=path)
 
     @classmethod
     def tiny(cls, seed: int = 0) -> ModelService:

@@ -1,9 +1,15 @@
-"""`build_app(service) -> gr.Blocks` (layout and wiring only) and `launch_kwargs()` (one dict of
-launch settings, reused by `app.py` and the tests)."""
+"""`build_app(models) -> gr.Blocks` (layout and wiring only) and `launch_kwargs()` (one dict of
+launch settings, reused by `app.py` and the tests).
+
+The model dropdown under the intro (`#model-choice`) holds each session's choice of checkpoint: its
+value lives in that user's page and is an input of every model listener and of the curve selector,
+which pass it to `ModelRegistry.get`. Changing it updates the status banner and the Model tab for
+that session only; the shared services are never swapped."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import socket
@@ -12,10 +18,12 @@ import gradio as gr
 
 from app import settings
 from app.api import make_endpoints
+from app.callbacks import bind, guarded
+from app.models import ModelRegistry
 from app.service import BaselineSegmenter, ModelService
 from app.tabs.generate import build_generate_tab
 from app.tabs.infill import build_infill_tab
-from app.tabs.modeltab import build_model_tab
+from app.tabs.modeltab import build_model_tab, model_tab_updates
 from app.tabs.tokenize import build_tokenize_tab
 
 log = logging.getLogger(__name__)
@@ -96,8 +104,21 @@ def banner_html(service: ModelService) -> str:
     )
 
 
-def build_app(service: ModelService, baseline: BaselineSegmenter | None = None, baseline_note: str = "") -> gr.Blocks:
-    """The whole UI around one shared service. Builds only; never launches."""
+@guarded
+def on_model_change(models: ModelRegistry, name: str) -> dict:
+    """The session chose another model: the banner and the Model tab show it (loading it on first
+    use). Nothing else changes: each model listener reads the choice on its own request."""
+    service = models.get(name)
+    return {"banner": banner_html(service), **model_tab_updates(service)}
+
+
+def build_app(
+    models: ModelRegistry | ModelService, baseline: BaselineSegmenter | None = None, baseline_note: str = ""
+) -> gr.Blocks:
+    """The whole UI around shared services: a `ModelRegistry` (the user picks a model per session),
+    or one `ModelService` (a registry of one). Builds only; never launches. Loads the default model."""
+    models = ModelRegistry.coerce(models)
+    service = models.get()
     examples = load_examples()
     with gr.Blocks(
         title="Zonkey — hierarchical diffusion LM",
@@ -105,19 +126,33 @@ def build_app(service: ModelService, baseline: BaselineSegmenter | None = None, 
         delete_cache=(3600, 3600),  # exported trajectories are removed from gradio's cache after an hour
     ) as demo:
         gr.Markdown(INTRO)
-        gr.HTML(banner_html(service))
+        with gr.Row(equal_height=True):
+            choice = gr.Dropdown(
+                models.names,
+                value=models.default,
+                label="Model",
+                info="applies to this browser page only",
+                elem_id="model-choice",
+                interactive=True,
+                scale=1,
+                min_width=240,
+            )
+            with gr.Column(scale=3):
+                banner = gr.HTML(banner_html(service))
         with gr.Tabs():
             with gr.Tab("Infill", id="infill"):
-                build_infill_tab(service, examples["infill"])
+                build_infill_tab(models, choice, examples["infill"])
             with gr.Tab("Generate", id="generate"):
-                build_generate_tab(service)
+                build_generate_tab(models, choice)
             with gr.Tab("Tokenization", id="tokenize") as tok_tab:
                 build_tokenize_tab(
-                    service, baseline, baseline_note or "no baseline configured", examples["tokenize"], tok_tab
+                    models, choice, baseline, baseline_note or "no baseline configured", examples["tokenize"], tok_tab
                 )
             with gr.Tab("Model", id="model"):
-                build_model_tab(service)
-        segment, infill, generate = make_endpoints(service)
+                model_tab = build_model_tab(models, choice)
+        fn, outs = bind(functools.partial(on_model_change, models), {"banner": banner, **model_tab})
+        choice.change(fn, [choice], outs, show_progress="minimal", api_visibility="private")
+        segment, infill, generate = make_endpoints(models)
         common = dict(concurrency_id=settings.MODEL_CONCURRENCY_ID, concurrency_limit=1)
         gr.api(segment, api_name="segment", **common)
         gr.api(infill, api_name="infill", **common)
@@ -151,10 +186,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextlib.contextmanager
-def serve_in_background(service: ModelService, host: str = "127.0.0.1", port: int | None = None):
-    """Launch the app for `service` without blocking (tests, notebooks); yields its URL and closes
+def serve_in_background(models: ModelRegistry | ModelService, host: str = "127.0.0.1", port: int | None = None):
+    """Launch the app for `models` without blocking (tests, notebooks); yields its URL and closes
     the server on exit."""
-    demo = build_app(service)
+    demo = build_app(models)
     _, url, _ = demo.launch(
         **launch_kwargs(server_name=host, server_port=port or free_port(host), prevent_thread_lock=True, quiet=True)
     )

@@ -1,7 +1,8 @@
 """The launched app through gradio_client: `/segment`, `/infill`, `/generate` return correct,
 JSON-serialisable, reproducible results; every bad input gets a clean error and the app keeps
-answering. Uses a tiny model with seeded random weights (fast, no checkpoint needed), plus one
-test with the shipped checkpoint when it exists."""
+answering; the optional `model` argument picks the model. Uses two tiny models with seeded random
+weights (fast, no checkpoint needed; the first is the default), plus tests with the shipped
+checkpoints when they exist."""
 
 import os
 
@@ -16,15 +17,21 @@ from gradio_client import Client  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 from app import settings  # noqa: E402
-from app.service import ModelService  # noqa: E402
+from app.models import ModelRegistry  # noqa: E402
+from app.service import ModelService, resolve_model_dir  # noqa: E402
 from app.ui import serve_in_background  # noqa: E402
 
 TEXT = "The quick brown fox jumps over the lazy dog. It was not amused."
 
 
 @pytest.fixture(scope="module")
-def url():
-    with serve_in_background(ModelService.tiny(seed=0)) as local_url:
+def models():
+    return ModelRegistry.of([ModelService.tiny(seed=0), ModelService.tiny(seed=1)])
+
+
+@pytest.fixture(scope="module")
+def url(models):
+    with serve_in_background(models) as local_url:
         yield local_url
 
 
@@ -171,3 +178,60 @@ def test_shipped_checkpoint_first_example_when_present():
     print(f"shipped checkpoint, first example: {time.perf_counter() - t0:.2f} s -> {res.text!r}")
     s, e = res.filled[0]
     assert res.text[:s] == example["text"][:gap] and res.text[e:] == example["text"][gap + 3 :]
+
+
+def test_model_argument_picks_the_model(client, models):
+    default, other = models.names
+    seg = {name: client.predict(TEXT, 0.5, name, api_name="/segment") for name in ("", default, other)}
+    assert seg[""] == seg[default] and seg[default]["model"] == default and seg[other]["model"] == other
+    for name in (default, other):
+        direct = [lv.to_dict() for lv in models.get(name).segment(TEXT, 0.5).levels]
+        assert [{k: lv[k] for k in d} for lv, d in zip(seg[name]["levels"], direct)] == direct
+    assert seg[default]["levels"][0]["char_bos"] != seg[other]["levels"][0]["char_bos"]  # other weights
+    gens = {}
+    for name in (default, other):  # same seed and inputs: each result is that model's own
+        res = client.predict(text=TEXT, spans=[[4, 9]], steps=4, seed=7, model=name, api_name="/infill")
+        direct = models.get(name).infill(TEXT, [(4, 9)], steps=4, seed=7).to_dict()
+        assert res == {**direct, "spans": [[4, 9]], "model": name}
+        gens[name] = client.predict(num_segments=2, steps=4, seed=7, model=name, api_name="/generate")
+        assert gens[name] == {**models.get(name).generate(num_segments=2, steps=4, seed=7).to_dict(), "model": name}
+    assert gens[default]["trajectory"] != gens[other]["trajectory"]
+
+
+@pytest.mark.parametrize(
+    ("api_name", "kwargs"),
+    [("/segment", dict(text=TEXT)), ("/infill", dict(text="The cat ___ here.")), ("/generate", dict(steps=3))],
+)
+def test_unknown_model_gets_a_clean_error_listing_the_models(client, models, api_name, kwargs):
+    with pytest.raises(AppError) as info:
+        client.predict(model="zonkey-huge", api_name=api_name, **kwargs)
+    msg = str(info.value)
+    assert "Unknown model 'zonkey-huge'" in msg and all(repr(n) in msg for n in models.names)
+    assert "Traceback" not in msg
+
+
+def test_shipped_models_are_both_served():
+    if not all(any(d.glob("*.safetensors")) for d in (settings.SMALL_DIR, settings.BASE_DIR)):
+        pytest.skip("needs both shipped checkpoints (zonkey-small and zonkey-base)")
+    from zonkey import Zonkey
+
+    models = ModelRegistry.from_env({})
+    assert models.names == ["zonkey-small", "zonkey-base"]
+    text = "The zebra is an African equine with black and white stripes."
+    with serve_in_background(models) as local_url:
+        c = Client(local_url, verbose=False, analytics_enabled=False, download_files=False)
+        try:
+            seg = {name: c.predict(text, 0.5, name, api_name="/segment") for name in ("", *models.names)}
+            fill = {
+                name: c.predict(text=text, spans=[[16, 23]], steps=10, seed=3, model=name, api_name="/infill")
+                for name in models.names
+            }
+        finally:
+            c.close()
+    assert seg[""]["model"] == resolve_model_dir({})[0].name and seg[""] == seg[seg[""]["model"]]
+    for name, d in (("zonkey-small", settings.SMALL_DIR), ("zonkey-base", settings.BASE_DIR)):
+        model = Zonkey.from_pretrained(str(d))  # the checkpoint itself, loaded here: the app served this one
+        assert seg[name]["model"] == fill[name]["model"] == name
+        assert seg[name]["levels"][0]["starts"] == model.segment(text, threshold=0.5).levels[0].starts
+        assert fill[name]["text"] == model.infill(text, spans=[(16, 23)], steps=10, seed=3).text
+    assert seg["zonkey-small"]["levels"][0]["char_bos"] != seg["zonkey-base"]["levels"][0]["char_bos"]

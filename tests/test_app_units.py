@@ -431,3 +431,199 @@ def test_banner_warns_when_the_upper_level_is_not_usable(service, tmp_path):
     assert "zk-caveat" not in banner_html(svc)
     (tmp_path / "metrics.json").unlink()
     assert "zk-caveat" not in banner_html(svc)
+
+
+# --- model registry and the per-session model choice --------------------------------------------
+
+
+def _tiny(seed: int, name: str, model_dir=None) -> ModelService:
+    return ModelService(ModelService.tiny(seed=seed).model, name=name, model_dir=model_dir)
+
+
+class _CountingLoader:
+    """Stands in for ModelService.load: records each (path, name) and takes 50 ms per load."""
+
+    def __init__(self):
+        self.calls: list[tuple] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, path, name):
+        time.sleep(0.05)
+        with self.lock:
+            self.calls.append((path, name))
+        return ModelService(object(), name=name, model_dir=path)
+
+
+def _fake_shipped(tmp_path, monkeypatch, small_metrics, base_metrics):
+    monkeypatch.setattr(settings, "SMALL_DIR", tmp_path / "zonkey-small")
+    monkeypatch.setattr(settings, "BASE_DIR", tmp_path / "zonkey-base")
+    _write_ckpt(tmp_path / "zonkey-small", small_metrics)
+    _write_ckpt(tmp_path / "zonkey-base", base_metrics)
+
+
+def test_registry_lists_the_shipped_models_and_defaults_to_resolve_model_dir():
+    from app.models import ModelRegistry
+
+    models = ModelRegistry.from_env({}, loader=_CountingLoader())
+    shipped = [p.name for p in (settings.SMALL_DIR, settings.BASE_DIR) if any(p.glob("*.safetensors"))]
+    if not shipped:
+        pytest.skip("no shipped checkpoint")
+    assert models.names == shipped
+    assert models.path(models.default) == resolve_model_dir({})[0]
+    assert not any(models.is_loaded(n) for n in models.names)  # building the registry loads nothing
+
+
+@pytest.mark.parametrize(("base_bpc", "default"), [(2.5, "zonkey-small"), (1.0, "zonkey-base")])
+def test_registry_default_follows_resolve_model_dir(tmp_path, monkeypatch, base_bpc, default):
+    from app.models import ModelRegistry
+
+    _fake_shipped(tmp_path, monkeypatch, {"bpc": 2.0}, {"bpc": base_bpc})
+    models = ModelRegistry.from_env({}, loader=_CountingLoader())
+    assert models.names == ["zonkey-small", "zonkey-base"]
+    assert models.default == default == resolve_model_dir({})[0].name
+    assert models.resolve("") == models.resolve(None) == models.resolve("  ") == default
+
+
+def test_registry_loads_each_model_once_on_first_use(tmp_path, monkeypatch):
+    from app.models import ModelRegistry
+
+    _fake_shipped(tmp_path, monkeypatch, {"bpc": 2.0}, {"bpc": 2.5})
+    loader = _CountingLoader()
+    models = ModelRegistry.from_env({}, loader=loader)
+    got: list[ModelService] = []
+    threads = [threading.Thread(target=lambda: got.append(models.get("zonkey-base"))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert loader.calls == [(tmp_path / "zonkey-base", "zonkey-base")]  # eight first requests, one load
+    assert len({id(s) for s in got}) == 1 and got[0].name == "zonkey-base"
+    assert models.is_loaded("zonkey-base") and not models.is_loaded("zonkey-small")
+    assert models.get("zonkey-base") is got[0] and len(loader.calls) == 1  # cached
+    assert models.get("").name == "zonkey-small" and len(loader.calls) == 2
+
+
+def test_registry_unknown_name_lists_the_valid_names(tmp_path, monkeypatch):
+    from app.models import ModelRegistry, UnknownModel
+
+    _fake_shipped(tmp_path, monkeypatch, {"bpc": 2.0}, {"bpc": 2.5})
+    models = ModelRegistry.from_env({}, loader=_CountingLoader())
+    with pytest.raises(UnknownModel) as info:
+        models.get("zonkey-huge")
+    msg = str(info.value)
+    assert isinstance(info.value, ZonkeyInputError)
+    assert "'zonkey-huge'" in msg and "'zonkey-small'" in msg and "'zonkey-base'" in msg and "default" in msg
+
+
+def test_registry_adds_zonkey_model_as_the_default(tmp_path, monkeypatch):
+    from app.models import ModelRegistry
+
+    _fake_shipped(tmp_path, monkeypatch, {"bpc": 2.0}, {"bpc": 2.5})
+    _write_ckpt(tmp_path / "mine" / "custom")
+    models = ModelRegistry.from_env({settings.MODEL_ENV: str(tmp_path / "mine" / "custom")}, loader=_CountingLoader())
+    assert models.names == ["zonkey-small", "zonkey-base", "custom"] and models.default == "custom"
+    assert models.path("") == tmp_path / "mine" / "custom"
+    # the variable naming a shipped checkpoint selects it rather than listing it twice
+    models = ModelRegistry.from_env({settings.MODEL_ENV: str(tmp_path / "zonkey-base")}, loader=_CountingLoader())
+    assert models.names == ["zonkey-small", "zonkey-base"] and models.default == "zonkey-base"
+    # another directory with a shipped checkpoint's name gets a distinct name
+    _write_ckpt(tmp_path / "mine" / "zonkey-small")
+    models = ModelRegistry.from_env({settings.MODEL_ENV: str(tmp_path / "mine" / "zonkey-small")})
+    assert models.default == f"zonkey-small (${settings.MODEL_ENV})"
+    assert models.path("zonkey-small") == tmp_path / "zonkey-small"
+
+
+def test_registry_invalid_zonkey_model_is_a_clear_error_and_shipped_models_stay(tmp_path, monkeypatch):
+    from app.models import ModelRegistry
+
+    _fake_shipped(tmp_path, monkeypatch, {"bpc": 2.0}, {"bpc": 2.5})
+    loader = _CountingLoader()
+    models = ModelRegistry.from_env({settings.MODEL_ENV: str(tmp_path / "nowhere")}, loader=loader)
+    svc = models.get("")
+    assert not svc.ready and "nowhere" in svc.error and "not a checkpoint directory" in svc.error
+    assert models.default == f"${settings.MODEL_ENV}" and loader.calls == []
+    with pytest.raises(ModelUnavailable, match="not a checkpoint directory"):
+        svc.segment("abc")
+    assert models.get("zonkey-small").ready
+
+
+def test_registry_broken_checkpoint_does_not_break_the_others(tmp_path, service):
+    from app.models import ModelRegistry
+
+    _write_ckpt(tmp_path / "broken")
+    models = ModelRegistry({"broken": tmp_path / "broken", "tiny": service}, default="tiny")
+    broken = models.get("broken")
+    assert not broken.ready and "Could not load" in broken.error and broken.name == "broken"
+    assert models.get("tiny") is service and models.get("").segment(TEXT).text == TEXT
+    with pytest.raises(ValueError, match="default"):
+        ModelRegistry({"tiny": service}, default="other")
+    with pytest.raises(ValueError, match="distinct"):
+        ModelRegistry.of([service, service])
+
+
+@pytest.fixture(scope="module")
+def two_models():
+    from app.models import ModelRegistry
+
+    return ModelRegistry.of([_tiny(0, "model-a"), _tiny(1, "model-b")])
+
+
+def test_for_model_sends_each_request_to_the_chosen_model(two_models):
+    from app import callbacks
+
+    def z(out):
+        return out["heatmap"].data[0].z
+
+    run = callbacks.for_model(two_models, callbacks.run_segment, None)
+    a, b = run("model-a", TEXT, 0.5), run("model-b", TEXT, 0.5)
+    assert z(a) == z(callbacks.run_segment(two_models.get("model-a"), None, TEXT, 0.5))
+    assert z(b) == z(callbacks.run_segment(two_models.get("model-b"), None, TEXT, 0.5))
+    assert z(a) != z(b)  # different weights, different probabilities
+    assert z(run("", TEXT, 0.5)) == z(a)  # "" is the default, model-a
+    with pytest.warns(UserWarning, match="Unknown model .*model-c.* Choose one of .*model-a.*model-b"):
+        assert run("model-c", TEXT, 0.5) == {}
+    gen = callbacks.for_model(two_models, callbacks.run_generate)
+    with pytest.warns(UserWarning, match="Unknown model"):
+        assert list(gen("model-c", 0, 3, 0)) == []
+
+
+def test_every_model_listener_takes_the_model_choice(two_models):
+    from app.ui import build_app
+
+    demo = build_app(two_models)
+    comps = {c.get("props", {}).get("elem_id"): c for c in demo.config["components"]}
+    choice = comps["model-choice"]
+    assert [v for _, v in choice["props"]["choices"]] == ["model-a", "model-b"]
+    assert choice["props"]["value"] == "model-a"
+    model_fns = [fn for fn in demo.fns.values() if fn.concurrency_id == settings.MODEL_CONCURRENCY_ID]
+    ui_fns = [fn for fn in model_fns if fn.api_visibility != "public"]  # the rest are the gr.api endpoints
+    assert {fn.name for fn in ui_fns} == {"run_infill", "run_generate", "run_segment"}
+    assert all(fn.concurrency_limit == 1 for fn in model_fns) and len(model_fns) == len(ui_fns) + 3
+    # infill, generate, and segment on Segment / Enter / threshold release / tab select / example
+    assert len(ui_fns) == 7 and all(fn.inputs[0]._id == choice["id"] for fn in ui_fns)
+
+
+def test_model_change_updates_banner_and_model_tab(tmp_path):
+    from app.models import ModelRegistry
+    from app.ui import on_model_change
+
+    for name, acc in (("a", 0.95), ("b", 0.3)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps({"recon_acc_all": acc}))
+    log = [{"step": i, "loss": 1.0 / i} for i in range(1, 5)]
+    (tmp_path / "b" / "train_log.jsonl").write_text("\n".join(json.dumps(r) for r in log) + "\n")
+    (tmp_path / "a" / "bench.md").write_text("| measurement | value |\n|---|---|\n| speed of a | 1 |\n")
+    models = ModelRegistry.of([_tiny(0, "model-a", tmp_path / "a"), _tiny(1, "model-b", tmp_path / "b")])
+    out = on_model_change(models, "model-b")
+    assert "Model: model-b" in out["banner"] and "zk-caveat" in out["banner"] and "0.30" in out["banner"]
+    assert out["loaded"]["value"].startswith("**Loaded:** model-b")
+    table = out["metrics"]["value"]
+    assert table["headers"][1] == "model-b" and ["recon_acc_all", 0.3] == table["data"][0][:2]
+    assert out["curve_keys"]["choices"] == ["loss"] and out["curve_keys"]["visible"] is True
+    assert out["bench_box"]["visible"] is False  # model-a's benchmark is not shown for model-b
+    out = on_model_change(models, "model-a")
+    assert "Model: model-a" in out["banner"] and "zk-caveat" not in out["banner"]
+    assert out["curve_keys"]["visible"] is False and out["no_curves"]["visible"] is True
+    assert out["bench_box"]["visible"] is True and "speed of a" in out["bench"]["value"]
+    with pytest.warns(UserWarning, match="Unknown model"):
+        assert on_model_change(models, "model-z") == {}

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-
 import gradio as gr
 
 from app import callbacks, settings
 from app.tabs.viewer import PRIVATE, build_viewer, run_outputs, wire_replay
 
 
-def build_generate_tab(service) -> dict:
+def build_generate_tab(models, model_choice) -> dict:
+    """`model_choice`: the model dropdown, the first input of the run (the session's model)."""
     c: dict = {}
     with gr.Row():
         c["num_segments"] = gr.Slider(
@@ -35,10 +34,10 @@ def build_generate_tab(service) -> dict:
         c["stop"] = gr.Button("Stop", variant="stop", elem_id="gen-stop")
     v = build_viewer("gen")
     c.update({f"v_{k}": x for k, x in v.items()})
-    fn, outs = callbacks.bind(functools.partial(callbacks.run_generate, service), run_outputs(v))
+    fn, outs = callbacks.bind(callbacks.for_model(models, callbacks.run_generate), run_outputs(v))
     run = c["run"].click(
         fn,
-        [c["num_segments"], c["steps"], c["seed"]],
+        [model_choice, c["num_segments"], c["steps"], c["seed"]],
         outs,
         concurrency_id=settings.MODEL_CONCURRENCY_ID,
         concurrency_limit=1,

@@ -3,8 +3,6 @@ watch the fill stream in, then replay and export it."""
 
 from __future__ import annotations
 
-import functools
-
 import gradio as gr
 
 from app import callbacks, settings
@@ -33,7 +31,8 @@ def example_rows(examples: list[dict]) -> tuple[list[list], list[str]]:
     return rows, labels
 
 
-def build_infill_tab(service, examples: list[dict]) -> dict:
+def build_infill_tab(models, model_choice, examples: list[dict]) -> dict:
+    """`model_choice`: the model dropdown, the first input of the run (the session's model)."""
     first = examples[0]["text"] if examples else ""
     c: dict = {}
     with gr.Row():
@@ -100,10 +99,10 @@ def build_infill_tab(service, examples: list[dict]) -> dict:
     fn, outs = callbacks.bind(callbacks.on_clear_spans, span_out)
     c["clear"].click(fn, [c["text"]], outs, show_progress="hidden", **PRIVATE)
 
-    fn, outs = callbacks.bind(functools.partial(callbacks.run_infill, service), run_outputs(v))
+    fn, outs = callbacks.bind(callbacks.for_model(models, callbacks.run_infill), run_outputs(v))
     run = c["run"].click(
         fn,
-        [c["text"], c["spans"], c["level"], c["length_mode"], c["length_n"], c["steps"], c["seed"]],
+        [model_choice, c["text"], c["spans"], c["level"], c["length_mode"], c["length_n"], c["steps"], c["seed"]],
         outs,
         concurrency_id=settings.MODEL_CONCURRENCY_ID,
         concurrency_limit=1,

@@ -4,16 +4,16 @@ counters, boundary P/R/F1 against word and sentence starts, and the entropy base
 
 from __future__ import annotations
 
-import functools
-
 import gradio as gr
 
 from app import analysis, callbacks, plots, settings
 from app.tabs.viewer import PRIVATE
 
 
-def build_tokenize_tab(service, baseline, baseline_note: str, examples: list[dict], tab=None) -> dict:
-    """`tab`: the enclosing gr.Tab; selecting it segments the text shown (one cheap model call)."""
+def build_tokenize_tab(models, model_choice, baseline, baseline_note: str, examples: list[dict], tab=None) -> dict:
+    """`model_choice`: the model dropdown, the first input of every segmenting listener (the
+    session's model). `tab`: the enclosing gr.Tab; selecting it segments the text shown (one cheap
+    model call)."""
     first = examples[0]["text"] if examples else ""
     c: dict = {}
     with gr.Row():
@@ -54,7 +54,7 @@ def build_tokenize_tab(service, baseline, baseline_note: str, examples: list[dic
             c["baseline_heatmap"] = gr.Plot(show_label=False, elem_id="tok-baseline-heatmap")
             c["baseline_segments"] = gr.HTML(elem_id="tok-baseline-seg")
             outputs.update(baseline_heatmap=c["baseline_heatmap"], baseline_segments=c["baseline_segments"])
-    fn, outs = callbacks.bind(functools.partial(callbacks.run_segment, service, baseline), outputs)
+    fn, outs = callbacks.bind(callbacks.for_model(models, callbacks.run_segment, baseline), outputs)
     common = dict(
         concurrency_id=settings.MODEL_CONCURRENCY_ID,
         concurrency_limit=1,
@@ -62,22 +62,22 @@ def build_tokenize_tab(service, baseline, baseline_note: str, examples: list[dic
         trigger_mode="always_last",
         **PRIVATE,
     )
-    inputs = [c["text"], c["threshold"]]
+    inputs = [model_choice, c["text"], c["threshold"]]
     c["run"].click(fn, inputs, outs, **common)
     c["text"].submit(fn, inputs, outs, **common)
     c["threshold"].release(fn, inputs, outs, **common)
     if tab is not None:
         tab.select(fn, inputs, outs, **common)
     if examples:
-        gr.Examples(
+        # the example fills the text and threshold; then the session's model segments it
+        shown = gr.Examples(
             [[ex["text"], settings.DEFAULT_THRESHOLD] for ex in examples],
-            inputs,
-            outs,
-            fn,
+            inputs[1:],
             example_labels=[ex.get("title", "") for ex in examples],
             label="Examples (held-out Wikipedia)",
             cache_examples=False,
-            run_on_click=True,
+            run_on_click=False,
             api_visibility="private",
         )
+        shown.load_input_event.then(fn, inputs, outs, **common)
     return c

@@ -1,4 +1,4 @@
-"""Browser-test fixtures: the app (tiny seeded model) on a free loopback port, and Playwright
+"""Browser-test fixtures: the app (two tiny seeded models) on a free loopback port, and Playwright
 driving the system Chromium (Debian package `chromium`; browsers are never downloaded).
 Screenshots go to `test-artifacts/` at the repository root (git-ignored)."""
 
@@ -32,11 +32,19 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
-def app_url():
+def models():
+    """Two tiny models with seeded random weights; the first (seed 0) is the default."""
+    from app.models import ModelRegistry
     from app.service import ModelService
+
+    return ModelRegistry.of([ModelService.tiny(seed=0), ModelService.tiny(seed=1)])
+
+
+@pytest.fixture(scope="session")
+def app_url(models):
     from app.ui import serve_in_background
 
-    with serve_in_background(ModelService.tiny(seed=0)) as url:
+    with serve_in_background(models) as url:
         yield url
 
 

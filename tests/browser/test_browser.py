@@ -1,6 +1,7 @@
 """The app in a real browser (system Chromium through Playwright): it loads offline without
 console errors; masking a selected word and running shows the fill highlighted; the replay
-scrubber changes the displayed step; the Tokenization heatmap has one cell per character."""
+scrubber changes the displayed step; the Tokenization heatmap has one cell per character; choosing
+another model in one page switches that page (banner, Model tab, runs) and no other."""
 
 import json
 import re
@@ -146,4 +147,68 @@ def test_model_tab_renders_without_checkpoint_files(page, plog, app_url, tab):
     page.get_by_role("tab", name=tab).click()
     page.wait_for_selector("text=Limitations")
     assert "tiny" in page.inner_text("body")
+    assert plog.errors() == []
+
+
+def choose_model(page, name: str) -> None:
+    page.click("#model-choice input")
+    page.get_by_role("option", name=name, exact=True).click()
+
+
+def expected_heatmap(service, text: str) -> list[list[float]]:
+    """The Tokenization heatmap's cells (levels x characters) that `service` gives for `text`."""
+    from app import callbacks
+
+    return callbacks.run_segment(service, None, text, 0.5)["heatmap"].data[0].z
+
+
+def segment_shows(page, text: str, cells: list[list[float]]) -> None:
+    """Segment `text` in the Tokenization tab and wait until the heatmap shows exactly `cells`."""
+    page.get_by_role("tab", name="Tokenization").click()
+    page.fill("#tok-text textarea", text)
+    page.click("#tok-run")
+    page.wait_for_function(
+        """want => {
+            const z = document.querySelector('#tok-heatmap .js-plotly-plot')?.data?.[0]?.z;
+            const same = (row, i) => row.length === want[i].length
+                && row.every((v, j) => Math.abs(v - want[i][j]) < 1e-9);
+            return !!z && z.length === want.length && z.every(same);
+        }""",
+        arg=cells,
+    )
+    page.wait_for_function(
+        "n => document.querySelector('#tok-counters')?.innerText.startsWith(n + ' characters')", arg=len(text)
+    )
+
+
+def test_choosing_a_model_switches_this_page_only(browser, page, plog, app_url, models, shot):
+    default, other = models.names
+    cells = {name: expected_heatmap(models.get(name), TEXT) for name in models.names}
+    assert cells[default] != cells[other]  # the two models are told apart by their probabilities
+    open_app(page, app_url)
+    assert page.input_value("#model-choice input") == default
+    assert f"Model: {default}" in page.inner_text("#zk-status")
+    segment_shows(page, TEXT, cells[default])
+
+    choose_model(page, other)
+    page.wait_for_function("n => document.querySelector('#zk-status')?.innerText.includes('Model: ' + n)", arg=other)
+    assert default not in page.inner_text("#zk-status")
+    page.get_by_role("tab", name="Model").click()
+    page.wait_for_function("n => document.querySelector('#model-loaded')?.innerText.includes(n)", arg=other)
+    segment_shows(page, TEXT, cells[other])  # a Tokenization run now uses the chosen model
+    shot(page, "other-model")
+
+    # another user's page still has the default model, for the banner and for its runs
+    context = browser.new_context(viewport={"width": 1280, "height": 1400})
+    try:
+        second = context.new_page()
+        second.set_default_timeout(20_000)
+        open_app(second, app_url)
+        assert page.input_value("#model-choice input") == other
+        assert second.input_value("#model-choice input") == default
+        assert f"Model: {default}" in second.inner_text("#zk-status")
+        segment_shows(second, TEXT, cells[default])
+    finally:
+        context.close()
+    assert f"Model: {other}" in page.inner_text("#zk-status")
     assert plog.errors() == []
