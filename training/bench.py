@@ -9,7 +9,8 @@ as the median and the slowest of 3 launches), `segment` of 2,000
 characters, `infill` of a one-word and a five-word gap in a ~300-character paragraph (20 steps),
 `generate` of one top-level segment (20 steps) and its characters/second, and peak resident memory.
 When the AR baseline checkpoint exists, its training throughput and generation speed at equal
-output length are measured beside Zonkey's. Writes bench.json and bench.md.
+output length are measured beside Zonkey's. `--inference-only` skips every training row (for a
+checkpoint trained elsewhere, e.g. on a GPU). Writes bench.json and bench.md.
 Timings are medians of repeated runs after a warm-up; they are measurements, not tests.
 """
 
@@ -102,19 +103,20 @@ def gap(text: str, words: int) -> tuple[int, int]:
     return idx[11] + 1, idx[11 + words]
 
 
-def run(model_dir: str | None, threads: int) -> dict:
+def run(model_dir: str | None, threads: int, training: bool = True) -> dict:
     torch.set_num_threads(threads)
     model = Zonkey.from_pretrained(model_dir) if model_dir else Zonkey(ZonkeyConfig.preset("small")).eval()
     long_text = " ".join(x for _, x in local_split("heldout"))[:2000]
     rows = {}
-    rows["train_chars_per_sec_small"] = train_throughput()
-    rows["train_chars_per_sec_small_bf16"] = train_throughput(bf16=True)
-    rows["train_chars_per_sec_small_bf16_16docs"] = train_throughput(batch_size=16, bf16=True)
-    rows["train_chars_per_sec_small_ddp_2x1"] = train_throughput_ddp()
-    # this machine's speed drifts by up to +-15 % over minutes: the headline row is the median of 3 launches
-    launches = sorted(train_throughput_ddp(bf16=True, balance=16) for _ in range(3))
-    rows["train_chars_per_sec_small_ddp_2x1_bf16"] = launches[1]
-    rows["train_chars_per_sec_small_ddp_2x1_bf16_slowest_of_3"] = launches[0]
+    if training:
+        rows["train_chars_per_sec_small"] = train_throughput()
+        rows["train_chars_per_sec_small_bf16"] = train_throughput(bf16=True)
+        rows["train_chars_per_sec_small_bf16_16docs"] = train_throughput(batch_size=16, bf16=True)
+        rows["train_chars_per_sec_small_ddp_2x1"] = train_throughput_ddp()
+        # this machine's speed drifts by up to +-15 % over minutes: the headline row is the median of 3 launches
+        launches = sorted(train_throughput_ddp(bf16=True, balance=16) for _ in range(3))
+        rows["train_chars_per_sec_small_ddp_2x1_bf16"] = launches[1]
+        rows["train_chars_per_sec_small_ddp_2x1_bf16_slowest_of_3"] = launches[0]
     rows["segment_2000_chars_ms"] = 1000 * timeit(lambda: model.segment(long_text))
     rows["infill_1_word_20_steps_ms"] = 1000 * timeit(lambda: model.infill(PARAGRAPH, [gap(PARAGRAPH, 1)], steps=20))
     rows["infill_5_words_20_steps_ms"] = 1000 * timeit(lambda: model.infill(PARAGRAPH, [gap(PARAGRAPH, 5)], steps=20))
@@ -130,7 +132,8 @@ def run(model_dir: str | None, threads: int) -> dict:
             from training.baselines.ar import train_throughput as ar_train_throughput
 
             lm = CharLM.from_pretrained(baseline)
-            rows["ar_train_chars_per_sec"] = ar_train_throughput(lm.config)
+            if training:
+                rows["ar_train_chars_per_sec"] = ar_train_throughput(lm.config)
             ar_t = timeit(lambda: lm.sample(gen_len, seed=0), repeat=3)
             rows["ar_generate_chars_per_sec"] = gen_len / ar_t
         except ImportError:
@@ -187,8 +190,8 @@ def quality_rows(model_dir: str | None) -> list[list[str]]:
     return out
 
 
-def to_markdown(rows: dict, quality: list[list[str]] | None = None) -> str:
-    lines = ["| measurement (2 CPU threads) | value |", "|---|---|"]
+def to_markdown(rows: dict, quality: list[list[str]] | None = None, threads: int = 2) -> str:
+    lines = [f"| measurement ({threads} CPU thread{'s' if threads != 1 else ''}) | value |", "|---|---|"]
     for k, v in rows.items():
         lines.append(f"| {k} | {v:,.1f} |" if isinstance(v, float) else f"| {k} | {v} |")
     if quality:
@@ -202,10 +205,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--model", default=None, help="checkpoint directory (default: a random small model)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out-dir", default=None, help="where to write bench.json and bench.md")
+    ap.add_argument(
+        "--inference-only",
+        action="store_true",
+        help="skip the training-throughput rows (of the `small` preset and the AR baseline): the speed of "
+        "serving this checkpoint, and peak memory of that alone",
+    )
     a = ap.parse_args(argv)
-    rows = run(a.model, a.threads)
+    rows = run(a.model, a.threads, training=not a.inference_only)
     quality = quality_rows(a.model)
-    md = to_markdown(rows, quality)
+    md = to_markdown(rows, quality, a.threads)
     print(md)
     if a.out_dir:
         out = Path(a.out_dir)
