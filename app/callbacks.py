@@ -122,7 +122,7 @@ def guarded(fn):
 def for_model(models: ModelRegistry, handler, *bound):
     """A model handler `handler(service, *bound, *values)` as a listener `fn(model, *values)`.
 
-    `model` is the session's choice (the value of the model dropdown, listed first in the
+    `model` is the page's choice (the value of the model dropdown, listed first in the
     listener's inputs); the call goes to that model's service in `models`, loaded on first use.
     Each request passes its own choice, so one user's choice never changes another's. An unknown
     name (`UnknownModel`) becomes a `gr.Warning`, like any other input problem."""

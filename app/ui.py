@@ -1,10 +1,10 @@
 """`build_app(models) -> gr.Blocks` (layout and wiring only) and `launch_kwargs()` (one dict of
 launch settings, reused by `app.py` and the tests).
 
-The model dropdown under the intro (`#model-choice`) holds each session's choice of checkpoint: its
+The model dropdown under the intro (`#model-choice`) holds each browser page's choice of checkpoint: its
 value lives in that user's page and is an input of every model listener and of the curve selector,
 which pass it to `ModelRegistry.get`. Changing it updates the status banner and the Model tab for
-that session only; the shared services are never swapped."""
+that page only; the shared services are never swapped."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def banner_html(service: ModelService) -> str:
 
 @guarded
 def on_model_change(models: ModelRegistry, name: str) -> dict:
-    """The session chose another model: the banner and the Model tab show it (loading it on first
+    """The user chose another model on this page: the banner and the Model tab show it (loading it on first
     use). Nothing else changes: each model listener reads the choice on its own request."""
     service = models.get(name)
     return {"banner": banner_html(service), **model_tab_updates(service)}
@@ -115,7 +115,7 @@ def on_model_change(models: ModelRegistry, name: str) -> dict:
 def build_app(
     models: ModelRegistry | ModelService, baseline: BaselineSegmenter | None = None, baseline_note: str = ""
 ) -> gr.Blocks:
-    """The whole UI around shared services: a `ModelRegistry` (the user picks a model per session),
+    """The whole UI around shared services: a `ModelRegistry` (the user picks a model per browser page),
     or one `ModelService` (a registry of one). Builds only; never launches. Loads the default model."""
     models = ModelRegistry.coerce(models)
     service = models.get()

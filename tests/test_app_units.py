@@ -433,7 +433,7 @@ def test_banner_warns_when_the_upper_level_is_not_usable(service, tmp_path):
     assert "zk-caveat" not in banner_html(svc)
 
 
-# --- model registry and the per-session model choice --------------------------------------------
+# --- model registry and the per-page model choice --------------------------------------------
 
 
 def _tiny(seed: int, name: str, model_dir=None) -> ModelService:

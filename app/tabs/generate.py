@@ -9,7 +9,7 @@ from app.tabs.viewer import PRIVATE, build_viewer, run_outputs, wire_replay
 
 
 def build_generate_tab(models, model_choice) -> dict:
-    """`model_choice`: the model dropdown, the first input of the run (the session's model)."""
+    """`model_choice`: the model dropdown, the first input of the run (the page's model)."""
     c: dict = {}
     with gr.Row():
         c["num_segments"] = gr.Slider(

@@ -32,7 +32,7 @@ def example_rows(examples: list[dict]) -> tuple[list[list], list[str]]:
 
 
 def build_infill_tab(models, model_choice, examples: list[dict]) -> dict:
-    """`model_choice`: the model dropdown, the first input of the run (the session's model)."""
+    """`model_choice`: the model dropdown, the first input of the run (the page's model)."""
     first = examples[0]["text"] if examples else ""
     c: dict = {}
     with gr.Row():

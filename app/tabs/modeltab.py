@@ -66,7 +66,7 @@ def default_curve_keys(keys: list[str]) -> list[str]:
 
 def model_tab_view(service) -> dict[str, dict]:
     """What the Model tab shows for `service`: {component name: its properties}. The tab is built
-    from the default model's view and updated to the session's model when the choice changes."""
+    from the default model's view and updated to the page's model when the choice changes."""
     card = service.card()
     metrics = {k: v for k, v in (card.metrics or {}).items() if k != "baselines"} if card.metrics else None
     columns = {service.name: metrics, **_baseline_columns(card.metrics)}
@@ -110,7 +110,7 @@ def curves_for(service, keys) -> dict:
 
 def build_model_tab(models, model_choice) -> dict:
     """The Model tab of `models`' default model. `model_choice` (the model dropdown) is an input
-    of the curve selector, so the curves come from the session's model. Returns the components
+    of the curve selector, so the curves come from the page's model. Returns the components
     by the names of `model_tab_view`."""
     v = model_tab_view(models.get())
     c: dict = {}

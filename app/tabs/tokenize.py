@@ -69,7 +69,7 @@ def build_tokenize_tab(models, model_choice, baseline, baseline_note: str, examp
     if tab is not None:
         tab.select(fn, inputs, outs, **common)
     if examples:
-        # the example fills the text and threshold; then the session's model segments it
+        # the example fills the text and threshold; then the page's model segments it
         shown = gr.Examples(
             [[ex["text"], settings.DEFAULT_THRESHOLD] for ex in examples],
             inputs[1:],
