@@ -12,7 +12,7 @@ from app.tabs.viewer import PRIVATE
 
 def build_tokenize_tab(models, model_choice, baseline, baseline_note: str, examples: list[dict], tab=None) -> dict:
     """`model_choice`: the model dropdown, the first input of every segmenting listener (the
-    session's model). `tab`: the enclosing gr.Tab; selecting it segments the text shown (one cheap
+    page's model). `tab`: the enclosing gr.Tab; selecting it segments the text shown (one cheap
     model call)."""
     first = examples[0]["text"] if examples else ""
     c: dict = {}
