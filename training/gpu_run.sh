@@ -10,6 +10,8 @@
 #                    script ends inside 10 minutes)
 #   INIT_FROM=<dir>  a previous `base` release (e.g. assets/models/zonkey-base): both stages start
 #                    from its weights, so several runs add training time
+#   LEVEL0_SHARE=0.6 the share of MINUTES that stage 1 (level 0) gets; 0 skips stage 1 and gives the
+#                    whole budget to level 1 on INIT_FROM's frozen level 0 (needs INIT_FROM)
 #   DEVICE=cuda      "cpu" runs the same recipe on the CPU (to test the script)
 #   EXTRA="..."      more --key=value overrides for both stages (e.g. "--batch_size=4 --threads=2")
 #   EVAL="..."       arguments of the quick evaluation (default "--paragraphs 8 --sentences 8 --generate 4 --steps 10")
@@ -42,13 +44,22 @@ print("torch", torch.__version__, "| cuda", torch.cuda.is_available(),
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-", "| corpus", local_json_path())
 PYCHECK
 
-M1=$("$PY" -c "print(round($MINUTES * 0.6, 3))")
-M2=$("$PY" -c "print(round($MINUTES * 0.4, 3))")
+SHARE=${LEVEL0_SHARE:-0.6}
+BUDGET=$("$PY" -c "
+s = float('$SHARE')
+assert 0 <= s < 1, 'LEVEL0_SHARE=$SHARE must be in [0, 1)'
+print(round($MINUTES * s, 3), round($MINUTES * (1 - s), 3), int(s == 0))")  # fails the script on a bad value
+read -r M1 M2 SKIP1 <<<"$BUDGET"
+if [ "$SKIP1" = 1 ] && [ -z "${INIT_FROM:-}" ]; then
+  echo "LEVEL0_SHARE=0 trains level 1 alone on a trained level 0: set INIT_FROM to a base release" >&2
+  exit 2
+fi
 S1=(--config training/configs/base.json --device="$DEVICE" --max_minutes="$M1")
 S2=(--config training/configs/base_level1.json --device="$DEVICE" --max_minutes="$M2")
 if [ -n "${INIT_FROM:-}" ]; then
   S1+=(--init_from="$INIT_FROM" --warmup_steps=50)
-  S2+=(--init_levels=0 --warmup_steps=50)  # level 1 too: stage 1's release carries INIT_FROM's level 1
+  S2+=(--init_levels=0 --warmup_steps=50)  # level 1 too: stage 1's release (or INIT_FROM) carries a level 1
+  if [ "$SKIP1" = 1 ]; then S2+=(--init_from="$INIT_FROM"); fi
 fi
 rm -rf runs/base runs/base_level1
 # the release is copied to $OUT as soon as a stage has exported it, so a later failure (or the
@@ -65,16 +76,23 @@ ship() {  # ship <release dir>: its config, weights and own log replace what $OU
   echo "== shipped $1 to \$OUT"
 }
 t0=$(date +%s)
-echo "== stage 1: level 0, ${M1} min"
-"$PY" -m training.train "${S1[@]}" "${EXTRA_ARGS[@]}"
-ship runs/base/release
+if [ "$SKIP1" = 1 ]; then
+  echo "== stage 1 skipped (LEVEL0_SHARE=0): level 0 stays INIT_FROM's"
+else
+  echo "== stage 1: level 0, ${M1} min"
+  "$PY" -m training.train "${S1[@]}" "${EXTRA_ARGS[@]}"
+  ship runs/base/release
+fi
 echo "== stage 2: level 1 on the frozen level 0, ${M2} min"
 REL=runs/base_level1/release
 if "$PY" -m training.train "${S2[@]}" "${EXTRA_ARGS[@]}"; then
   ship "$REL"
   # stage 1's log, numbered after INIT_FROM's stages (shipping: `cp $OUT/* assets/models/zonkey-base/`
   # after renaming that folder's train_log.jsonl to the free stage number)
-  cp runs/base/train_log.jsonl "$OUT/train_log_stage$((K + 1)).jsonl"
+  if [ "$SKIP1" = 0 ]; then cp runs/base/train_log.jsonl "$OUT/train_log_stage$((K + 1)).jsonl"; fi
+elif [ "$SKIP1" = 1 ]; then
+  echo "== stage 2 FAILED: nothing was trained to completion" >&2
+  exit 1
 else
   echo "== stage 2 FAILED: \$OUT holds stage 1's release (level 1 untrained)"
   REL=runs/base/release
@@ -84,6 +102,7 @@ echo "== training wall-clock: $(( $(date +%s) - t0 )) s"
 # measurements only: each is bounded in time and may fail without losing the release above
 echo "== throughput and model FLOPs utilisation"
 for stage in base:runs/base base_level1:runs/base_level1; do
+  [ -f "${stage#*:}/train_log.jsonl" ] || continue
   timeout 60 "$PY" -m training.flops --config "training/configs/${stage%%:*}.json" --device="$DEVICE" \
     "${EXTRA_ARGS[@]}" --log "${stage#*:}/train_log.jsonl" || echo "flops for ${stage%%:*} failed (rc $?)"
 done
