@@ -109,7 +109,7 @@ def on_model_change(models: ModelRegistry, name: str) -> dict:
     """The user chose another model on this page: the banner and the Model tab show it (loading it on first
     use). Nothing else changes: each model listener reads the choice on its own request."""
     service = models.get(name)
-    return {"banner": banner_html(service), **model_tab_updates(service)}
+    return {"banner": banner_html(service), **model_tab_updates(service, models)}
 
 
 def build_app(

@@ -618,12 +618,14 @@ def test_model_change_updates_banner_and_model_tab(tmp_path):
     assert "Model: model-b" in out["banner"] and "zk-caveat" in out["banner"] and "0.30" in out["banner"]
     assert out["loaded"]["value"].startswith("**Loaded:** model-b")
     table = out["metrics"]["value"]
-    assert table["headers"][1] == "model-b" and ["recon_acc_all", 0.3] == table["data"][0][:2]
+    # the page's model first, then the model the user could switch to, read from its metrics.json
+    assert table["headers"][1:3] == ["model-b", "model-a"] and ["recon_acc_all", 0.3, 0.95] == table["data"][0][:3]
     assert out["curve_keys"]["choices"] == ["loss"] and out["curve_keys"]["visible"] is True
     assert out["bench_box"]["visible"] is False  # model-a's benchmark is not shown for model-b
     out = on_model_change(models, "model-a")
     assert "Model: model-a" in out["banner"] and "zk-caveat" not in out["banner"]
     assert out["curve_keys"]["visible"] is False and out["no_curves"]["visible"] is True
     assert out["bench_box"]["visible"] is True and "speed of a" in out["bench"]["value"]
+    assert out["metrics"]["value"]["headers"][1:3] == ["model-a", "model-b"]
     with pytest.warns(UserWarning, match="Unknown model"):
         assert on_model_change(models, "model-z") == {}

@@ -64,12 +64,29 @@ def default_curve_keys(keys: list[str]) -> list[str]:
     return chosen or keys[:3]
 
 
-def model_tab_view(service) -> dict[str, dict]:
+def _peer_columns(models, name: str) -> dict[str, dict]:
+    """The metrics.json of every other model in the registry (read from disk; nothing is loaded),
+    so the table compares the page's model with the ones the user could switch to."""
+    cols: dict[str, dict] = {}
+    for other in models.names if models is not None else []:
+        path = models.path(other)
+        if other == name or path is None:
+            continue
+        metrics, _ = read_json(path / "metrics.json")
+        if metrics:
+            cols[other] = {k: v for k, v in metrics.items() if k != "baselines"}
+    return cols
+
+
+def model_tab_view(service, models=None) -> dict[str, dict]:
     """What the Model tab shows for `service`: {component name: its properties}. The tab is built
-    from the default model's view and updated to the page's model when the choice changes."""
+    from the default model's view and updated to the page's model when the choice changes. With
+    `models` (the registry), the metrics table has a column for each other model beside the
+    page's model and the baselines."""
     card = service.card()
     metrics = {k: v for k, v in (card.metrics or {}).items() if k != "baselines"} if card.metrics else None
-    columns = {service.name: metrics, **_baseline_columns(card.metrics)}
+    baselines = _baseline_columns(card.metrics)
+    columns = {service.name: metrics, **_peer_columns(models, service.name), **baselines}
     rows = metrics_rows(columns)
     bench = _bench_markdown(service.model_dir)
     keys = numeric_keys(card.log)
@@ -84,7 +101,7 @@ def model_tab_view(service) -> dict[str, dict]:
             "value": "Not shown: " + "; ".join(card.notes) + "." if card.notes else "",
             "visible": bool(card.notes),
         },
-        "metrics_title": {"value": "### Metrics" + ("" if len(columns) > 1 else " (no baseline figures found)")},
+        "metrics_title": {"value": "### Metrics" + ("" if baselines else " (no baseline figures found)")},
         "metrics": {"value": {"headers": ["metric", *columns], "data": rows}, "visible": bool(rows)},
         "no_metrics": {"visible": not rows},
         "bench_box": {"visible": bench is not None},
@@ -99,9 +116,9 @@ def model_tab_view(service) -> dict[str, dict]:
     }
 
 
-def model_tab_updates(service) -> dict:
+def model_tab_updates(service, models=None) -> dict:
     """`model_tab_view` as gradio updates, for a listener's outputs."""
-    return {name: gr.update(**props) for name, props in model_tab_view(service).items()}
+    return {name: gr.update(**props) for name, props in model_tab_view(service, models).items()}
 
 
 def curves_for(service, keys) -> dict:
@@ -112,7 +129,7 @@ def build_model_tab(models, model_choice) -> dict:
     """The Model tab of `models`' default model. `model_choice` (the model dropdown) is an input
     of the curve selector, so the curves come from the page's model. Returns the components
     by the names of `model_tab_view`."""
-    v = model_tab_view(models.get())
+    v = model_tab_view(models.get(), models)
     c: dict = {}
     c["loaded"] = gr.Markdown(**v["loaded"], elem_id="model-loaded")
     c["notes"] = gr.Markdown(**v["notes"], elem_classes=["zk-muted"])
