@@ -271,7 +271,7 @@ def quick_eval(ema: Zonkey, heldout_batch, sentences: list[str], seed: int) -> d
     ema.eval()
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        out = ema(*(t.to(ema.device) for t in heldout_batch))
+        out = ema(*heldout_batch)
     rec = {"heldout/loss": float(out.loss)}
     rec.update({f"heldout/{k}": v for k, v in out.flat_terms().items()})
     if ema.device.type != "cpu":  # the text-level API (segment, reconstruct, generate) runs on the CPU
@@ -319,7 +319,7 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
     data = PackedBatches(train_texts, cfg.batch_size, max_bytes, seed=cfg.seed, balance=cfg.balance_batches)
     held = [x for _, x in local_split("heldout")]
     held_data = PackedBatches(held, 8, max_bytes, seed=1234)
-    heldout_batch = next(held_data)
+    heldout_batch = tuple(t.to(device) for t in next(held_data))  # fixed for the whole run, beside the model
     sentences = heldout_sentences(held, 4, seed=0)
 
     # model, EMA, optimizer

@@ -68,7 +68,7 @@ def _peer_columns(models, name: str) -> dict[str, dict]:
     """The metrics.json of every other model in the registry (read from disk; nothing is loaded),
     so the table compares the page's model with the ones the user could switch to."""
     cols: dict[str, dict] = {}
-    for other in models.names if models is not None else []:
+    for other in models.names:
         path = models.path(other)
         if other == name or path is None:
             continue
@@ -78,11 +78,11 @@ def _peer_columns(models, name: str) -> dict[str, dict]:
     return cols
 
 
-def model_tab_view(service, models=None) -> dict[str, dict]:
+def model_tab_view(service, models) -> dict[str, dict]:
     """What the Model tab shows for `service`: {component name: its properties}. The tab is built
-    from the default model's view and updated to the page's model when the choice changes. With
-    `models` (the registry), the metrics table has a column for each other model beside the
-    page's model and the baselines."""
+    from the default model's view and updated to the page's model when the choice changes. The
+    metrics table has a column for each other model of `models` (the registry) beside the page's
+    model and the baselines."""
     card = service.card()
     metrics = {k: v for k, v in (card.metrics or {}).items() if k != "baselines"} if card.metrics else None
     baselines = _baseline_columns(card.metrics)
@@ -116,7 +116,7 @@ def model_tab_view(service, models=None) -> dict[str, dict]:
     }
 
 
-def model_tab_updates(service, models=None) -> dict:
+def model_tab_updates(service, models) -> dict:
     """`model_tab_view` as gradio updates, for a listener's outputs."""
     return {name: gr.update(**props) for name, props in model_tab_view(service, models).items()}
 
