@@ -10,7 +10,7 @@ from zonkey._utils import draw, rho
 from zonkey.checkpoint import CheckpointError
 from zonkey.config import LevelConfig
 from zonkey.diffusion import add_noise, pure_noise, relaxed_targets
-from zonkey.losses import info_nce
+from zonkey.losses import POOL_CAP, info_nce
 
 
 def _batch(text: str, n: int):
@@ -342,6 +342,26 @@ def test_bf16_release_loads_back_into_float32(tiny_model, sentence, tmp_path):
     assert loaded.segment(sentence).segments  # a working model
 
 
+def test_info_nce_draws_its_negatives_like_every_other_seeded_draw(monkeypatch):
+    # the pool subsample (a pool above POOL_CAP) and the negatives go through `draw`, so a seeded
+    # CPU generator works beside a model on a GPU; the same seed gives the same loss
+    import zonkey.losses as losses
+
+    calls = []
+
+    def recording(fn, *args, **kw):
+        calls.append((fn.__name__, kw["generator"] is not None))
+        return draw(fn, *args, **kw)
+
+    monkeypatch.setattr(losses, "draw", recording)
+    g = torch.Generator().manual_seed(0)
+    x, pool = torch.randn(2, 3, 8, generator=g), torch.randn(POOL_CAP + 5, 8, generator=g)
+    w = torch.ones(2, 3)
+    a = info_nce(x, x + 0.1, pool, w, k=5, generator=torch.Generator().manual_seed(1))
+    assert calls == [("randperm", True), ("randint", True)]
+    assert torch.equal(a, info_nce(x, x + 0.1, pool, w, k=5, generator=torch.Generator().manual_seed(1)))
+
+
 def test_seeded_draws_do_not_depend_on_the_target_device():
     # a seeded CPU generator draws on the CPU and the numbers then move to the model's device, so a
     # seed gives the same noise on every device (a CPU generator cannot draw on a GPU at all);
@@ -353,10 +373,10 @@ def test_seeded_draws_do_not_depend_on_the_target_device():
         asked.append(kw["device"])
         return torch.randn(shape, **kw)
 
-    moved = draw(randn, (3, 4), seeded(), torch.device("meta"))
+    moved = draw(randn, (3, 4), generator=seeded(), device=torch.device("meta"))
     assert asked == [torch.device("cpu")] and moved.device.type == "meta" and moved.shape == (3, 4)
-    assert torch.equal(draw(randn, (3, 4), seeded(), torch.device("cpu")), torch.randn((3, 4), generator=seeded()))
-    assert draw(randn, (2,), None, torch.device("meta")).device.type == "meta" and asked[-1] == torch.device("meta")
+    assert torch.equal(draw(randn, (3, 4), generator=seeded(), device=torch.device("cpu")), torch.randn((3, 4), generator=seeded()))
+    assert draw(randn, (2,), device=torch.device("meta")).device.type == "meta" and asked[-1] == torch.device("meta")
     assert pure_noise(2, 2, 3, generator=seeded(), device=torch.device("meta")).device.type == "meta"
     z = torch.zeros(2, 2, 3, device="meta")
     assert add_noise(z, torch.ones(2, device="meta"), generator=seeded()).device.type == "meta"

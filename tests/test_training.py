@@ -58,6 +58,19 @@ def test_a_config_extends_another_and_lists_only_its_changes(tmp_path):
         TrainConfig.from_json(tmp_path / "c.json")
 
 
+def test_extends_merges_model_overrides_instead_of_replacing_them(tmp_path):
+    from training.train import model_config
+
+    parent = {"model": "tiny", "model_overrides": {"levels": [{"short_len": 3}, {}], "loss_weights": {"mlm": 0.5}}}
+    (tmp_path / "a.json").write_text(json.dumps(parent))
+    child = {"extends": "a.json", "model_overrides": {"loss_weights": {"clean_recon": 0.25}}}
+    (tmp_path / "b.json").write_text(json.dumps(child))
+    b = TrainConfig.from_json(tmp_path / "b.json")
+    assert b.model_overrides == {"levels": [{"short_len": 3}, {}], "loss_weights": {"mlm": 0.5, "clean_recon": 0.25}}
+    mc = model_config(b)
+    assert (mc.levels[0].short_len, mc.loss_weights.mlm, mc.loss_weights.clean_recon) == (3, 0.5, 0.25)
+
+
 def test_every_shipped_training_config_resolves_to_a_valid_model():
     from training.train import model_config
 

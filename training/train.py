@@ -137,7 +137,9 @@ class TrainConfig:
 
 def read_config_chain(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
     """The keys of a training config JSON on top of those of the config named by its optional
-    "extends" (a path relative to the file), so a later stage lists only what it changes."""
+    "extends" (a path relative to the file), so a later stage lists only what it changes.
+    `model_overrides` of both files merge with `merged` (a child that changes one loss weight keeps
+    its parent's level overrides); every other key of the child replaces the parent's."""
     path = path.resolve()
     if path in _seen:
         chain = " -> ".join(p.name for p in (*_seen, path))
@@ -149,7 +151,11 @@ def read_config_chain(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
     parent = d.pop("extends", None)
     if parent is None:
         return d
-    return {**read_config_chain(path.parent / parent, (*_seen, path)), **d}
+    base = read_config_chain(path.parent / parent, (*_seen, path))
+    out = {**base, **d}
+    if isinstance(base.get("model_overrides"), dict) and isinstance(d.get("model_overrides"), dict):
+        out["model_overrides"] = merged(base["model_overrides"], d["model_overrides"])
+    return out
 
 
 def parse_overrides(items: list[str], config_cls=None) -> dict:

@@ -21,14 +21,15 @@ def to_sphere(x: torch.Tensor, radius: float, dim: int = -1) -> torch.Tensor:
     return radius * x / x.norm(dim=dim, keepdim=True).clamp_min(1e-8)
 
 
-def draw(fn, shape, generator=None, device=None, dtype=None) -> torch.Tensor:
-    """`fn(shape)` (torch.rand or torch.randn) drawn on the generator's device, then moved to `device`.
+def draw(fn, *args, generator=None, device=None, **kwargs) -> torch.Tensor:
+    """`fn(*args, **kwargs)` (torch.rand, randn, randint, randperm) drawn on the generator's device,
+    then moved to `device`.
 
     The text-level API seeds a CPU generator; drawing there keeps a seed's numbers the same whether
     the model runs on the CPU or a GPU (and a CPU generator cannot draw on a GPU). Without a
     generator it draws on `device` directly."""
     src = generator.device if generator is not None else device
-    x = fn(shape, generator=generator, device=src, dtype=dtype)
+    x = fn(*args, generator=generator, device=src, **kwargs)
     return x if device is None else x.to(device)
 
 

@@ -16,7 +16,7 @@ def add_noise(z: torch.Tensor, t: torch.Tensor, generator=None) -> torch.Tensor:
     """z: (m, c, d) on the rho(c*d) sphere, t: (m,) noise fraction -> z_t on the same sphere.
 
     z_t = rho * normalize(sqrt(t) xi + sqrt(1 - t) z), xi ~ N(0, I); t = 1 is pure noise."""
-    xi = draw(torch.randn, z.shape, generator, z.device, z.dtype)
+    xi = draw(torch.randn, z.shape, generator=generator, device=z.device, dtype=z.dtype)
     tt = t.to(z.dtype)[:, None, None]
     mixed = tt.sqrt() * xi + (1 - tt).sqrt() * z
     return to_sphere(mixed.flatten(1), rho(z[0].numel())).view_as(z)
@@ -24,13 +24,13 @@ def add_noise(z: torch.Tensor, t: torch.Tensor, generator=None) -> torch.Tensor:
 
 def pure_noise(m: int, c: int, d: int, generator=None, device=None) -> torch.Tensor:
     """(m, c, d) latents drawn uniformly on the rho(c*d) sphere."""
-    xi = draw(torch.randn, (m, c * d), generator, device)
+    xi = draw(torch.randn, (m, c * d), generator=generator, device=device)
     return to_sphere(xi, rho(c * d)).view(m, c, d)
 
 
 def sample_clean_t(m: int, t_max: float, generator=None, device=None) -> torch.Tensor:
     """t0 = t_max * Beta(1, 3) (mean t_max / 4): the near-clean pass."""
-    u = draw(torch.rand, (m,), generator, device)
+    u = draw(torch.rand, (m,), generator=generator, device=device)
     return t_max * (1 - u ** (1 / 3))
 
 

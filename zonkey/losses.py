@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from zonkey._utils import EPS, fp32
+from zonkey._utils import EPS, draw, fp32
 
 POOL_CAP = 1024  # most pool vectors one InfoNCE call scores against
 
@@ -58,9 +58,9 @@ def info_nce(x, targets, pool, w, k: int, generator=None, pos_cos=None):
     pn = F.normalize(pool, dim=-1)  # (p, d)
     pos = pos_cos.flatten()[keep] if pos_cos is not None else (xn * tn).sum(-1)  # (n,)
     if pn.shape[0] > POOL_CAP:  # a uniform subset: each row's negatives stay uniform over the pool
-        pick = torch.randperm(pn.shape[0], generator=generator, device=x.device)[:POOL_CAP]
+        pick = draw(torch.randperm, pn.shape[0], generator=generator, device=x.device)[:POOL_CAP]
         pn = pn[pick]
-    idx = torch.randint(0, pn.shape[0], (xn.shape[0], k), generator=generator, device=x.device)  # (n, k)
+    idx = draw(torch.randint, 0, pn.shape[0], (xn.shape[0], k), generator=generator, device=x.device)  # (n, k)
     ncos = (xn @ pn.t()).gather(1, idx)  # (n, k)
     with torch.no_grad():
         same = (tn @ pn.t()).gather(1, idx) > 1 - 1e-5

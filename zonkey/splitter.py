@@ -36,7 +36,7 @@ def sample_boundaries(beta, lengths, *, threshold: float | None = None, generato
     b, n = beta.shape
     real = torch.arange(n, device=beta.device)[None] < lengths[:, None]  # (b, n)
     if threshold is None:
-        u = draw(torch.rand, beta.shape, generator, beta.device)
+        u = draw(torch.rand, beta.shape, generator=generator, device=beta.device)
         bos = u < beta
     else:
         bos = beta > threshold
