@@ -375,7 +375,8 @@ def test_seeded_draws_do_not_depend_on_the_target_device():
 
     moved = draw(randn, (3, 4), generator=seeded(), device=torch.device("meta"))
     assert asked == [torch.device("cpu")] and moved.device.type == "meta" and moved.shape == (3, 4)
-    assert torch.equal(draw(randn, (3, 4), generator=seeded(), device=torch.device("cpu")), torch.randn((3, 4), generator=seeded()))
+    on_cpu = draw(randn, (3, 4), generator=seeded(), device=torch.device("cpu"))
+    assert torch.equal(on_cpu, torch.randn((3, 4), generator=seeded()))
     assert draw(randn, (2,), device=torch.device("meta")).device.type == "meta" and asked[-1] == torch.device("meta")
     assert pure_noise(2, 2, 3, generator=seeded(), device=torch.device("meta")).device.type == "meta"
     z = torch.zeros(2, 2, 3, device="meta")
