@@ -20,8 +20,8 @@ from training.baselines.patchers import (
     whitespace_starts,
 )
 from training.baselines.train_ar import ARTrainConfig, main, parse_overrides
+from training.loop import load_state
 from training.metrics import word_starts
-from training.train import load_state
 from zonkey.checkpoint import CheckpointError
 
 ZONKEY_SMALL_PARAMS = 6_684_232

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from training.loop import load_state
 from training.staging import respread_embedding_rows
-from training.train import TrainConfig, get_lr, load_state, main, parse_overrides
+from training.train import TrainConfig, get_lr, main, parse_overrides
 from zonkey import Zonkey, ZonkeyConfig
 from zonkey.checkpoint import CheckpointError
 
@@ -119,6 +120,10 @@ def test_corrupted_or_partial_state_is_refused(tmp_path):
     state.write_bytes(data[: len(data) // 3])
     with pytest.raises(CheckpointError, match="state.pt: truncated or corrupted"):
         main(replace(cfg, max_steps=2), resume=True)
+    main(cfg)  # a sound state again
+    other = replace(cfg, max_steps=2, model_overrides={"levels": [{"short_len": 2}, {}]})
+    with pytest.raises(CheckpointError, match="model config differs from --config"):
+        main(other, resume=True)
     state.unlink()
     with pytest.raises(CheckpointError, match="no training state"):
         main(replace(cfg, max_steps=2), resume=True)

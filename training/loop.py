@@ -1,5 +1,6 @@
 """Pieces of a training loop shared by `training.train` (Zonkey) and `training.baselines.train_ar`
-(the AR baseline): device choice and an optimizer step that never trains on a non-finite value.
+(the AR baseline): device choice, an optimizer step that never trains on a non-finite value, and the
+run record (counters, atomic checkpoint with exact resume, JSONL log).
 
 A step whose loss is non-finite is skipped before backward (in one process) or right after it (under
 DDP, where every rank must run backward for the gradient all-reduce and the ranks then agree through
@@ -10,10 +11,19 @@ skips exhaust the guard, and the loop stops with `stop_reason`.
 
 from __future__ import annotations
 
+import json
+import os
 import platform
-from dataclasses import dataclass
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
+
+from zonkey.checkpoint import CheckpointError
+
+STATE_NAME = "state.pt"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -84,3 +94,91 @@ class GuardedStep:
     @property
     def exhausted(self) -> bool:
         return self.run >= self.max_bad_steps
+
+
+# ---- checkpoint and log ---------------------------------------------------------------------------
+
+
+def save_state(path: Path, state: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_state(path: Path) -> dict:
+    if not path.exists():
+        raise CheckpointError(f"{path}: no training state to resume from.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated zip, bad pickle, ... all mean "unusable"
+        raise CheckpointError(f"{path}: truncated or corrupted training state ({type(exc).__name__}: {exc}).") from exc
+
+
+def rng_state() -> dict:
+    st = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_rng_state(st: dict) -> None:
+    torch.set_rng_state(st["torch"])
+    random.setstate(st["python"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+class RunRecord:
+    """Where a run stands, and its files in `out`: the counters (steps taken, skipped steps in
+    `guard`, characters seen, wall-clock of earlier processes), `state.pt` and `train_log.jsonl`.
+
+    A checkpoint holds the model config (a resume must use the same one), the training config, the
+    state dict of every object in `objects` under its key (model, EMA, optimizer, data position),
+    the RNG states and the counters; `open(resume=True)` restores all of them, so the run continues
+    exactly. Only the writing process (`writer`, rank 0 under DDP) writes files."""
+
+    def __init__(self, out: Path, model_config: dict, train_config, objects: dict, max_bad_steps: int, writer=True):
+        self.out, self.model_config, self.train_config = out, model_config, train_config
+        self.objects, self.writer = objects, writer
+        self.log_path = out / "train_log.jsonl"
+        self.guard = GuardedStep(max_bad_steps)
+        self.step, self.chars_seen, self.elapsed_before = 0, 0, 0.0
+        self.t_start = time.time()
+
+    def open(self, resume: bool) -> None:
+        """Restore everything from state.pt (resume), or start a new log; starts this process's clock."""
+        if resume:
+            st = load_state(self.out / STATE_NAME)
+            if st["config"] != self.model_config:
+                raise CheckpointError(
+                    f"{self.out / STATE_NAME}: model config differs from --config; resume with the same one."
+                )
+            for key, obj in self.objects.items():
+                obj.load_state_dict(st[key])
+            set_rng_state(st["rng"])
+            self.step, self.guard.total = st["step"], st["bad_steps"]
+            self.chars_seen, self.elapsed_before = st["chars_seen"], st["elapsed"]
+        elif self.writer and self.log_path.exists():
+            self.log_path.unlink()
+        self.t_start = time.time()
+
+    def minutes(self) -> float:
+        """Wall-clock minutes of this process since `open`."""
+        return (time.time() - self.t_start) / 60
+
+    def counters(self) -> dict:
+        """step, bad_steps, chars_seen and elapsed seconds over all processes of the run."""
+        elapsed = self.elapsed_before + time.time() - self.t_start
+        return {"step": self.step, "bad_steps": self.guard.total, "chars_seen": self.chars_seen, "elapsed": elapsed}
+
+    def checkpoint(self) -> None:
+        if not self.writer:
+            return
+        state = {"config": self.model_config, "train_config": asdict(self.train_config)}
+        state.update({key: obj.state_dict() for key, obj in self.objects.items()})
+        save_state(self.out / STATE_NAME, {**state, "rng": rng_state(), **self.counters()})
+
+    def log(self, rec: dict) -> None:
+        if self.writer:
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps(rec) + "\n")

@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from training.data import PackedBatches, heldout_sentences, local_split
-from training.loop import GuardedStep, adamw, describe_hardware, resolve_device
+from training.loop import RunRecord, adamw, describe_hardware, resolve_device
 from training.staging import (
     carry_stage_logs,
     check_soften_factor,
@@ -44,9 +44,7 @@ from training.staging import (
     soften_bos_output,
 )
 from zonkey import Zonkey, ZonkeyConfig
-from zonkey.checkpoint import CheckpointError
 
-STATE_NAME = "state.pt"
 EXPORT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -234,38 +232,6 @@ def setup_distributed(device: torch.device) -> tuple[int, int]:
     return dist.get_rank(), world
 
 
-# ---- checkpoint --------------------------------------------------------------------------------
-
-
-def save_state(path: Path, state: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_state(path: Path) -> dict:
-    if not path.exists():
-        raise CheckpointError(f"{path}: no training state to resume from.")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - truncated zip, bad pickle, ... all mean "unusable"
-        raise CheckpointError(f"{path}: truncated or corrupted training state ({type(exc).__name__}: {exc}).") from exc
-
-
-def rng_state() -> dict:
-    st = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
-
-
-def set_rng_state(st: dict) -> None:
-    torch.set_rng_state(st["torch"])
-    random.setstate(st["python"])
-    if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
-
-
 # ---- evaluation during training ----------------------------------------------------------------
 
 
@@ -343,21 +309,9 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
     for p in ema.parameters():
         p.requires_grad_(False)
     opt = adamw(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
-    step, chars_seen, elapsed_before = 0, 0, 0.0
-    guard = GuardedStep(cfg.max_bad_steps)
-    log_path = out / "train_log.jsonl"
-    if resume:
-        st = load_state(out / STATE_NAME)
-        if st["config"] != mcfg.to_dict():
-            raise CheckpointError(f"{out / STATE_NAME}: model config differs from --config; resume with the same one.")
-        model.load_state_dict(st["model"])
-        ema.load_state_dict(st["ema"])
-        opt.load_state_dict(st["optimizer"])
-        data.load_state_dict(st["data"])
-        set_rng_state(st["rng"])
-        step, guard.total, chars_seen, elapsed_before = st["step"], st["bad_steps"], st["chars_seen"], st["elapsed"]
-    elif rank == 0 and log_path.exists():
-        log_path.unlink()
+    objects = {"model": model, "ema": ema, "optimizer": opt, "data": data}
+    run = RunRecord(out, mcfg.to_dict(), cfg, objects, cfg.max_bad_steps, writer=rank == 0)
+    run.open(resume)
     ddp = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -367,33 +321,8 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
             model, find_unused_parameters=True, forward_sync_buffers=False, gradient_as_bucket_view=True
         )
 
-    def checkpoint():
-        if rank != 0:
-            return
-        save_state(
-            out / STATE_NAME,
-            {
-                "config": mcfg.to_dict(),
-                "train_config": asdict(cfg),
-                "model": model.state_dict(),
-                "ema": ema.state_dict(),
-                "optimizer": opt.state_dict(),
-                "data": data.state_dict(),
-                "rng": rng_state(),
-                "step": step,
-                "bad_steps": guard.total,
-                "chars_seen": chars_seen,
-                "elapsed": elapsed_before + (time.time() - t_start),
-            },
-        )
-
-    def log(rec: dict):
-        if rank == 0:
-            with open(log_path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
-
-    if rank == 0 and not resume:
-        log(
+    if not resume:
+        run.log(
             {
                 "event": "start",
                 "train_config": asdict(cfg),
@@ -405,11 +334,10 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
                 "hardware": describe_hardware(device),
             }
         )
-    elif rank == 0:
-        log({"event": "resume", "step": step, "train_config": asdict(cfg)})
-    t_start = time.time()
+    else:
+        run.log({"event": "resume", "step": run.step, "train_config": asdict(cfg)})
     stop_reason = "max_steps"
-    bar = tqdm(total=cfg.max_steps, initial=step, disable=rank != 0, dynamic_ncols=True)
+    bar = tqdm(total=cfg.max_steps, initial=run.step, disable=rank != 0, dynamic_ncols=True)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else None
     model.train()
 
@@ -419,7 +347,7 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
         """Wall-clock minutes of this run. Under DDP every rank uses rank 0's clock as of the previous
         step's all-reduce, so all take the same lr and the same decision to stop (a rank leaving the
         loop alone would hang the others)."""
-        return (time.time() - t_start) / 60 if world == 1 else ddp_state["minutes"]
+        return run.minutes() if world == 1 else ddp_state["minutes"]
 
     def sync_after_backward(loss: torch.Tensor, n_chars: int) -> bool:
         """DDP: one all-reduce right after the gradient one (the ranks meet once per step): whether
@@ -427,14 +355,14 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
         all ranks, and rank 0's clock (both kept in `ddp_state`)."""
         import torch.distributed as dist
 
-        own = (time.time() - t_start) / 60 if rank == 0 else 0.0
+        own = run.minutes() if rank == 0 else 0.0
         nonfinite = float(not torch.isfinite(loss.detach()))
         sums = torch.tensor([nonfinite, n_chars, own], dtype=torch.float64, device=device)
         dist.all_reduce(sums)
         ddp_state["chars"], ddp_state["minutes"] = int(sums[1]), float(sums[2])
         return bool(sums[0] == 0)
 
-    while step < cfg.max_steps:
+    while run.step < cfg.max_steps:
         t0 = time.time()
         run_minutes = minutes()
         if cfg.max_minutes and run_minutes > cfg.max_minutes:
@@ -442,10 +370,10 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
             break
         ids, lengths = next(data)
         ids, lengths = ids.to(device), lengths.to(device)
-        lr = get_lr(step, cfg, minutes=run_minutes)
+        lr = get_lr(run.step, cfg, minutes=run_minutes)
         for g in opt.param_groups:
             g["lr"] = lr
-        level0_only = step < cfg.upper_levels_from or 0 < cfg.upper_levels_until <= step
+        level0_only = run.step < cfg.upper_levels_from or 0 < cfg.upper_levels_until <= run.step
         n_lv = 1 if level0_only else None
         if autocast is not None:
             with autocast:
@@ -455,62 +383,54 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
         loss = fwd.loss
         n_chars = int(lengths.sum())
         sync = (lambda: sync_after_backward(loss, n_chars)) if world > 1 else None
-        event, gnorm = guard(loss, trainable, opt, cfg.grad_clip, after_backward=sync)
+        event, gnorm = run.guard(loss, trainable, opt, cfg.grad_clip, after_backward=sync)
         if world > 1:
             n_chars = ddp_state["chars"]
         if event:
-            log({"event": event, "step": step, **({"terms": fwd.flat_terms()} if event == "nonfinite_loss" else {})})
-            if guard.exhausted:
-                stop_reason = guard.reason
+            run.log(
+                {"event": event, "step": run.step, **({"terms": fwd.flat_terms()} if event == "nonfinite_loss" else {})}
+            )
+            if run.guard.exhausted:
+                stop_reason = run.guard.reason
                 break
             continue
         with torch.no_grad():
-            decay = min(cfg.ema, (1 + step) / (10 + step))
+            decay = min(cfg.ema, (1 + run.step) / (10 + run.step))
             torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
-        step += 1
-        chars_seen += n_chars
+        run.step += 1
+        run.chars_seen += n_chars
         dt = time.time() - t0
         bar.update(1)
         loss_value = float(loss.detach())
         bar.set_postfix(loss=f"{loss_value:.3f}", cps=f"{n_chars / dt:,.0f}", segs=f"{fwd.stats['l0/segments']:.0f}")
-        if step % cfg.log_every == 0 or step == 1:
-            log(
+        if run.step % cfg.log_every == 0 or run.step == 1:
+            run.log(
                 {
-                    "step": step,
+                    **run.counters(),
                     "lr": lr,
                     "loss": loss_value,
                     "grad_norm": float(gnorm),
                     "chars_per_sec": n_chars / dt,
-                    "chars_seen": chars_seen,
                     "epoch": data.epoch,
-                    "bad_steps": guard.total,
-                    "elapsed": elapsed_before + time.time() - t_start,
                     **fwd.flat_terms(),
                     **fwd.stats,
                 }
             )
-        if step % cfg.ckpt_every == 0:
-            checkpoint()
-        if rank == 0 and step % cfg.eval_every == 0:
-            log({"step": step, "split": "heldout", **quick_eval(ema, heldout_batch, sentences, cfg.seed)})
+        if run.step % cfg.ckpt_every == 0:
+            run.checkpoint()
+        if rank == 0 and run.step % cfg.eval_every == 0:
+            run.log({"step": run.step, "split": "heldout", **quick_eval(ema, heldout_batch, sentences, cfg.seed)})
             model.train()
     bar.close()
-    checkpoint()
-    summary = {
-        "event": "end",
-        "step": step,
-        "stop_reason": stop_reason,
-        "bad_steps": guard.total,
-        "chars_seen": chars_seen,
-        "elapsed": elapsed_before + time.time() - t_start,
-    }
+    run.checkpoint()
+    summary = {"event": "end", **run.counters(), "stop_reason": stop_reason}
     if rank == 0:
         summary.update({"split": "heldout", **quick_eval(ema, heldout_batch, sentences, cfg.seed)})
-        log(summary)
-        if cfg.export and step > 0:
+        run.log(summary)
+        if cfg.export and run.step > 0:
             rel = out / "release"
             ema.save_pretrained(rel, dtype=EXPORT_DTYPES[cfg.export_dtype])
-            shutil.copy(log_path, rel / "train_log.jsonl")
+            shutil.copy(run.log_path, rel / "train_log.jsonl")
             if cfg.init_from:
                 carry_stage_logs(Path(cfg.init_from), rel)
     if world > 1:
@@ -518,7 +438,7 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
 
         dist.destroy_process_group()
     if stop_reason.endswith("non-finite losses") or stop_reason.endswith("non-finite gradients"):
-        print(f"training stopped: {stop_reason} at step {step}; see {log_path}", file=sys.stderr)
+        print(f"training stopped: {stop_reason} at step {run.step}; see {run.log_path}", file=sys.stderr)
     return summary
 
 

@@ -1,15 +1,16 @@
 """Train the AR baseline: `python -m training.baselines.train_ar --config training/configs/ar_small.json [--key=value]
 [--resume]`.
 
-Same conventions as `training/train.py`, whose helpers it imports (learning-rate schedule, atomic state files, RNG
-state): the same training split and byte batches (`PackedBatches`, one chunk of at most `context` bytes per row),
-AdamW with linear warmup and cosine decay, gradient clipping, a tqdm bar with loss (bits per byte) and
-characters/second, a JSONL log (training loss every `log_every` steps; held-out bits per byte on fixed held-out
-batches and a sample every `eval_every` steps), atomic checkpoints every `ckpt_every` steps holding model,
-optimizer, step, RNG states and the data position, so `--resume` continues the same run exactly. A non-finite loss
-or gradient is never trained on: the step is skipped and counted, and `max_bad_steps` consecutive ones stop the
-run. `max_minutes` stops the run (with a checkpoint) after that much wall-clock time in this process. At the end,
-`<out_dir>/release` receives config.json, the safetensors weights and train_log.jsonl.
+Same conventions as `training/train.py`, whose learning-rate schedule it imports and whose run record it shares
+(`training.loop.RunRecord`: counters, atomic state file, RNG state, log): the same training split and byte
+batches (`PackedBatches`, one chunk of at most `context` bytes per row), AdamW with linear warmup and cosine
+decay, gradient clipping, a tqdm bar with loss (bits per byte) and characters/second, a JSONL log (training loss
+every `log_every` steps; held-out bits per byte on fixed held-out batches and a sample every `eval_every` steps),
+atomic checkpoints every `ckpt_every` steps holding model, optimizer, step, RNG states and the data position, so
+`--resume` continues the same run exactly. A non-finite loss or gradient is never trained on: the step is skipped
+and counted, and `max_bad_steps` consecutive ones stop the run. `max_minutes` stops the run (with a checkpoint)
+after that much wall-clock time in this process. At the end, `<out_dir>/release` receives config.json, the
+safetensors weights and train_log.jsonl.
 
 What it does not do: keep EMA weights (a run of a few hundred steps gains nothing from them), train on several
 processes or stream from the Hub.
@@ -33,11 +34,8 @@ from tqdm import tqdm
 
 from training.baselines.ar import CharLM, CharLMConfig
 from training.data import PackedBatches, local_split
-from training.loop import GuardedStep, resolve_device
-from training.train import get_lr, load_state, rng_state, save_state, set_rng_state
-from zonkey.checkpoint import CheckpointError
-
-STATE_NAME = "state.pt"
+from training.loop import RunRecord, resolve_device
+from training.train import get_lr
 
 
 @dataclass(frozen=True)
@@ -133,41 +131,8 @@ def main(cfg: ARTrainConfig, resume: bool = False) -> dict[str, Any]:
         lr=cfg.lr,
         betas=(0.9, 0.95),
     )
-    step, chars_seen, elapsed_before = 0, 0, 0.0
-    guard = GuardedStep(cfg.max_bad_steps)
-    log_path = out / "train_log.jsonl"
-    if resume:
-        st = load_state(out / STATE_NAME)
-        if st["config"] != mcfg.to_dict():
-            raise CheckpointError(f"{out / STATE_NAME}: model config differs from --config; resume with the same one.")
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        data.load_state_dict(st["data"])
-        set_rng_state(st["rng"])
-        step, guard.total, chars_seen, elapsed_before = st["step"], st["bad_steps"], st["chars_seen"], st["elapsed"]
-    elif log_path.exists():
-        log_path.unlink()
-
-    def checkpoint() -> None:
-        save_state(
-            out / STATE_NAME,
-            {
-                "config": mcfg.to_dict(),
-                "train_config": asdict(cfg),
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "data": data.state_dict(),
-                "rng": rng_state(),
-                "step": step,
-                "bad_steps": guard.total,
-                "chars_seen": chars_seen,
-                "elapsed": elapsed_before + (time.time() - t_start),
-            },
-        )
-
-    def log(rec: dict[str, Any]) -> None:
-        with open(log_path, "a") as f:
-            f.write(json.dumps(rec) + "\n")
+    run = RunRecord(out, mcfg.to_dict(), cfg, {"model": model, "optimizer": opt, "data": data}, cfg.max_bad_steps)
+    run.open(resume)
 
     def evaluate() -> dict[str, Any]:
         return {
@@ -176,7 +141,7 @@ def main(cfg: ARTrainConfig, resume: bool = False) -> dict[str, Any]:
         }
 
     if not resume:
-        log(
+        run.log(
             {
                 "event": "start",
                 "train_config": asdict(cfg),
@@ -187,74 +152,62 @@ def main(cfg: ARTrainConfig, resume: bool = False) -> dict[str, Any]:
                 "train_chars": data.chars_total,
             }
         )
-    t_start = time.time()
     stop_reason = "max_steps"
-    bar = tqdm(total=cfg.max_steps, initial=step, dynamic_ncols=True)
-    while step < cfg.max_steps:
+    bar = tqdm(total=cfg.max_steps, initial=run.step, dynamic_ncols=True)
+    while run.step < cfg.max_steps:
         t0 = time.time()
-        run_minutes = (t0 - t_start) / 60
+        run_minutes = run.minutes()
         if cfg.max_minutes and run_minutes > cfg.max_minutes:
             stop_reason = "max_minutes"
             break
         ids, lengths = next(data)  # (b, context), (b,)
         ids, lengths = ids.to(device), lengths.to(device)
-        lr = get_lr(step, cfg, minutes=run_minutes)
+        lr = get_lr(run.step, cfg, minutes=run_minutes)
         for g in opt.param_groups:
             g["lr"] = lr
         loss = model.loss(ids, lengths)
-        event, gnorm = guard(loss, model.parameters(), opt, cfg.grad_clip)
+        event, gnorm = run.guard(loss, model.parameters(), opt, cfg.grad_clip)
         if event:
-            log({"event": event, "step": step})
-            if guard.exhausted:
-                stop_reason = guard.reason
+            run.log({"event": event, "step": run.step})
+            if run.guard.exhausted:
+                stop_reason = run.guard.reason
                 break
             continue
-        step += 1
+        run.step += 1
         n_chars = int(lengths.sum())
-        chars_seen += n_chars
+        run.chars_seen += n_chars
         dt = time.time() - t0
         loss_value = float(loss.detach())
         bits = loss_value / math.log(2)
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.3f}", bpc=f"{bits:.3f}", cps=f"{n_chars / dt:,.0f}")
-        if step % cfg.log_every == 0 or step == 1:
-            log(
+        if run.step % cfg.log_every == 0 or run.step == 1:
+            run.log(
                 {
-                    "step": step,
+                    **run.counters(),
                     "lr": lr,
                     "loss": loss_value,
                     "bits_per_char": bits,
                     "grad_norm": float(gnorm),
                     "chars_per_sec": n_chars / dt,
-                    "chars_seen": chars_seen,
                     "epoch": data.epoch,
-                    "bad_steps": guard.total,
-                    "elapsed": elapsed_before + time.time() - t_start,
                 }
             )
-        if step % cfg.ckpt_every == 0:
-            checkpoint()
-        if step % cfg.eval_every == 0:
-            log({"step": step, "split": "heldout", **evaluate()})
+        if run.step % cfg.ckpt_every == 0:
+            run.checkpoint()
+        if run.step % cfg.eval_every == 0:
+            run.log({"step": run.step, "split": "heldout", **evaluate()})
     bar.close()
-    checkpoint()
-    summary: dict[str, Any] = {
-        "event": "end",
-        "step": step,
-        "stop_reason": stop_reason,
-        "bad_steps": guard.total,
-        "chars_seen": chars_seen,
-        "elapsed": elapsed_before + time.time() - t_start,
-        "split": "heldout",
-        **evaluate(),
-    }
-    log(summary)
-    if cfg.export and step > 0:
+    run.checkpoint()
+    summary: dict[str, Any] = {"event": "end", **run.counters(), "stop_reason": stop_reason}
+    summary.update({"split": "heldout", **evaluate()})
+    run.log(summary)
+    if cfg.export and run.step > 0:
         rel = out / "release"
         model.save_pretrained(rel)
-        shutil.copy(log_path, rel / "train_log.jsonl")
+        shutil.copy(run.log_path, rel / "train_log.jsonl")
     if "non-finite" in stop_reason:
-        print(f"training stopped: {stop_reason} at step {step}; see {log_path}", file=sys.stderr)
+        print(f"training stopped: {stop_reason} at step {run.step}; see {run.log_path}", file=sys.stderr)
     return summary
 
 
