@@ -34,6 +34,11 @@ def test_generate_and_reconstruct(ckpt, capsys):
     assert run(["--model", ckpt, "--json", "generate", "--steps", "2", "--seed", "4"]) == 0
     assert len(json.loads(capsys.readouterr().out)["trajectory"]) == 3
     assert run(["--model", ckpt, "reconstruct", "--level", "0", "hello"]) == 0
+    capsys.readouterr()
+    assert run(["--model", ckpt, "--json", "generate", "--steps", "2", "--temperature", "0.5"]) == 0
+    assert json.loads(capsys.readouterr().out)["temperature"] == 0.5
+    assert run(["--model", ckpt, "generate", "--temperature", "0"]) == 2
+    assert "temperature=0.0 is out of range" in capsys.readouterr().err
 
 
 def test_errors_are_one_line_with_status_2(ckpt, capsys):

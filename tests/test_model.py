@@ -137,6 +137,32 @@ def test_same_seed_same_output_and_different_seed_differs(tiny_model, sentence):
     assert tiny_model.reconstruct(sentence) == tiny_model.reconstruct(sentence)
 
 
+def test_temperature_scales_the_samplers_noise_and_one_is_the_default(tiny_model, sentence):
+    # add_noise(scale=s): the same Gaussian draw, multiplied by s before the projection
+    z = pure_noise(3, 2, 4, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([0.0, 0.3, 0.9])
+    xi = torch.randn(z.shape, generator=torch.Generator().manual_seed(5))
+    tt = t[:, None, None]
+    want = (tt.sqrt() * 0.5 * xi + (1 - tt).sqrt() * z).flatten(1)
+    want = (rho(8) * want / want.norm(dim=-1, keepdim=True)).view_as(z)
+    got = add_noise(z, t, generator=torch.Generator().manual_seed(5), scale=0.5)
+    assert torch.allclose(got, want, atol=1e-6)
+    assert torch.equal(
+        add_noise(z, t, generator=torch.Generator().manual_seed(5)),
+        add_noise(z, t, generator=torch.Generator().manual_seed(5), scale=1.0),
+    )
+    # the public calls: temperature 1 is the default, another one changes the sample, both are reported
+    g = tiny_model.generate(steps=4, seed=3)
+    assert g.to_dict() == tiny_model.generate(steps=4, seed=3, temperature=1.0).to_dict()
+    cold = tiny_model.generate(steps=4, seed=3, temperature=0.3)
+    assert (g.temperature, cold.temperature, cold.to_dict()["temperature"]) == (1.0, 0.3, 0.3)
+    assert [s.existence for s in cold.trajectory] != [s.existence for s in g.trajectory]
+    r = tiny_model.infill(sentence, [(4, 9)], steps=3, seed=1)
+    assert r.to_dict() == tiny_model.infill(sentence, [(4, 9)], steps=3, seed=1, temperature=1).to_dict()
+    r_cold = tiny_model.infill(sentence, [(4, 9)], steps=3, seed=1, temperature=0.3)
+    assert r_cold.temperature == 0.3 and [s.existence for s in r_cold.trajectory] != [s.existence for s in r.trajectory]
+
+
 def test_infill_leaves_context_byte_identical_and_reports_filled(tiny_model):
     text = "Zürich 🦓 is a city; שלום and e\u0301 combine. The end."
     spans = [(3, 6), (12, 14), (40, 43)]
@@ -185,6 +211,9 @@ def test_inputs_are_not_mutated(tiny_model, sentence):
         (lambda m: m.infill("hello world", [(0, 3)], level="top"), "level="),
         (lambda m: m.generate(steps=1.5), "steps must be an int"),
         (lambda m: m.generate(num_segments=0), "num_segments"),
+        (lambda m: m.generate(temperature=0), "above 0 and at most 2"),
+        (lambda m: m.generate(temperature=2.5), "temperature=2.5 is out of range"),
+        (lambda m: m.infill("hello world", [(0, 3)], temperature="hot"), "temperature must be a number"),
     ],
 )
 def test_validation_errors_are_actionable(tiny_model, call, match):

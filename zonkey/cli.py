@@ -6,6 +6,7 @@ Examples:
   python -m zonkey infill "The zebra is an ___ equine." --steps 20 --seed 0
   python -m zonkey infill "The zebra is an African equine." --span 16:23 --length keep
   python -m zonkey generate --steps 20 --seed 3 --json
+  python -m zonkey generate --temperature 0.7   # more conservative, less varied text
 Text may also come from a file (--file) or stdin ("-"). Errors are printed as one line to stderr
 with exit status 2; nothing is printed as a traceback.
 """
@@ -68,10 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--length", type=_length, default="auto")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=1.0, help="in (0, 2]; lower = more conservative (default 1)")
     p = sub.add_parser("generate", help="unconditional generation from noise")
     p.add_argument("--num-segments", type=int, default=None)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=1.0, help="in (0, 2]; lower = more conservative (default 1)")
     return ap
 
 
@@ -112,10 +115,12 @@ def run(argv=None) -> int:
                 text, spans = find_gap_markers(text)
                 if not spans:
                     raise ZonkeyInputError("no --span given and no gap marker (___ or [...]) in the text.")
-            res = model.infill(text, spans, level=args.level, length=args.length, steps=args.steps, seed=args.seed)
+            res = model.infill(
+                text, spans, args.level, args.length, args.steps, args.seed, temperature=args.temperature
+            )
             print(json.dumps(res.to_dict()) if args.json else res.text)
         else:
-            res = model.generate(num_segments=args.num_segments, steps=args.steps, seed=args.seed)
+            res = model.generate(args.num_segments, args.steps, args.seed, temperature=args.temperature)
             print(json.dumps(res.to_dict()) if args.json else res.text)
     except (ZonkeyInputError, CheckpointError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -12,11 +12,14 @@ import torch
 from zonkey._utils import draw, fp32, rho, to_sphere
 
 
-def add_noise(z: torch.Tensor, t: torch.Tensor, generator=None) -> torch.Tensor:
+def add_noise(z: torch.Tensor, t: torch.Tensor, generator=None, scale: float = 1.0) -> torch.Tensor:
     """z: (m, c, d) on the rho(c*d) sphere, t: (m,) noise fraction -> z_t on the same sphere.
 
-    z_t = rho * normalize(sqrt(t) xi + sqrt(1 - t) z), xi ~ N(0, I); t = 1 is pure noise."""
+    z_t = rho * normalize(sqrt(t) xi + sqrt(1 - t) z), xi ~ N(0, I); t = 1 is pure noise.
+    scale multiplies xi (the sampling temperature; training always uses 1)."""
     xi = draw(torch.randn, z.shape, generator=generator, device=z.device, dtype=z.dtype)
+    if scale != 1.0:
+        xi = xi * scale
     tt = t.to(z.dtype)[:, None, None]
     mixed = tt.sqrt() * xi + (1 - tt).sqrt() * z
     return to_sphere(mixed.flatten(1), rho(z[0].numel())).view_as(z)

@@ -44,6 +44,7 @@ from zonkey.validation import (
     check_seed,
     check_spans,
     check_steps,
+    check_temperature,
     check_text,
 )
 
@@ -94,13 +95,13 @@ class _Canvas:
         return Decoded(x, dec.beta, logp)
 
 
-def _run(model, level: int, canvas: _Canvas, steps: int, g, on_step, score_fn):
+def _run(model, level: int, canvas: _Canvas, steps: int, g, on_step, score_fn, temperature: float = 1.0):
     lv = model.levels[level]
     lc = model.config.levels[level]
     valid = torch.arange(lc.seg_len, device=canvas.x.device)[None] < canvas.exist_len[:, None]
     logp0 = torch.where(valid, 0.0, -20.0)
     z = lv.compressor(canvas.x, logp0, valid)
-    sampler = DDMMSampler(lv)
+    sampler = DDMMSampler(lv, temperature)
     sampler.set_timesteps(steps)
     raw = {}
 
@@ -137,7 +138,7 @@ def _context_bounds(model, left: str, right: str) -> tuple[list[int], list[int]]
     return pre, suf
 
 
-def _fill_level0(model, left: str, right: str, length, target_chars: int, steps: int, g, on_step):
+def _fill_level0(model, left: str, right: str, length, target_chars: int, steps: int, g, on_step, temperature):
     lc = model.config.levels[0]
     S, r = lc.seg_len, rho(lc.d_model)
     pre, suf = _context_bounds(model, left, right)
@@ -176,7 +177,8 @@ def _fill_level0(model, left: str, right: str, length, target_chars: int, steps:
         ex = (raw.logp * forced).sum(1) / forced.sum(1).clamp_min(1)
         return known_ll + ex
 
-    dec, scores = _run(model, 0, canvas, steps, g, lambda i, t, d, b: on_step(i, t, fill_of(d, b), d.logp[b]), score)
+    report = lambda i, t, d, b: on_step(i, t, fill_of(d, b), d.logp[b])  # noqa: E731
+    dec, scores = _run(model, 0, canvas, steps, g, report, score, temperature)
     fills = [fill_of(dec, c) for c in range(n)]
     return fills, scores, dec
 
@@ -187,7 +189,7 @@ def _word_vectors(model, text: str) -> torch.Tensor:
     return encode_ids(model, codec.encode(text), top=0)[0].z.flatten(1)  # (n, d1)
 
 
-def _fill_level1(model, left: str, right: str, length, target_chars: int, steps: int, g, on_step):
+def _fill_level1(model, left: str, right: str, length, target_chars: int, steps: int, g, on_step, temperature):
     lc = model.config.levels[1]
     S = lc.seg_len
     wl, wr = _word_vectors(model, left.rstrip()), _word_vectors(model, right)
@@ -234,19 +236,25 @@ def _fill_level1(model, left: str, right: str, length, target_chars: int, steps:
         ex = (raw.logp * forced).sum(1) / forced.sum(1).clamp_min(1)
         return known_cos + ex
 
-    dec, scores = _run(model, 1, canvas, steps, g, lambda i, t, d, b: on_step(i, t, fill_of(d, b), d.logp[b]), score)
+    report = lambda i, t, d, b: on_step(i, t, fill_of(d, b), d.logp[b])  # noqa: E731
+    dec, scores = _run(model, 1, canvas, steps, g, report, score, temperature)
     fills = [fill_of(dec, c) for c in range(n)]
     return fills, scores, dec
 
 
 @torch.inference_mode()
-def infill(model, text, spans, level="auto", length="auto", steps: int = 20, seed: int = 0, callback=None):
+def infill(
+    model, text, spans, level="auto", length="auto", steps: int = 20, seed: int = 0, callback=None, temperature=1.0
+):
+    """Fill every span (see the module docstring); `temperature` scales the sampler's re-noising
+    (`zonkey.samplers`; 1 = the method's sampler)."""
     text = check_text(text)
     spans = check_spans(spans, text)
     level = check_level(level, model.num_levels)
     if level != "auto" and level > 1:
         raise ZonkeyInputError(f"level={level}: infilling runs at level 0 or 1; use 'auto', 0 or 1.")
     length, steps, seed = check_length(length), check_steps(steps), check_seed(seed)
+    temperature = check_temperature(temperature)
     model.eval()
     g = torch.Generator(device="cpu").manual_seed(seed)
     cur, shift, filled, levels, trajectory = text, 0, [], [], []
@@ -267,7 +275,7 @@ def infill(model, text, spans, level="auto", length="auto", steps: int = 20, see
                 callback(st)
 
         fn = _fill_level0 if lvl == 0 else _fill_level1
-        fills, scores, dec = fn(model, left, right, length, target, steps, g, on_step)
+        fills, scores, dec = fn(model, left, right, length, target, steps, g, on_step, temperature)
         if length == "auto":
             best = int(scores.argmax())
         else:
@@ -282,4 +290,4 @@ def infill(model, text, spans, level="auto", length="auto", steps: int = 20, see
         trajectory.append(st)
         if callback is not None:
             callback(st)
-    return InfillResult(cur, filled, trajectory, levels, seed, steps)
+    return InfillResult(cur, filled, trajectory, levels, seed, steps, temperature)

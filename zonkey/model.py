@@ -80,15 +80,19 @@ class Zonkey(nn.Module):
 
         return reconstruct(self, text, level=level)
 
-    def infill(self, text, spans, level="auto", length="auto", steps: int = 20, seed: int = 0, callback=None):
+    def infill(
+        self, text, spans, level="auto", length="auto", steps: int = 20, seed: int = 0, callback=None, temperature=1.0
+    ):
         from zonkey.infill import infill
 
-        return infill(self, text, spans, level=level, length=length, steps=steps, seed=seed, callback=callback)
+        return infill(self, text, spans, level, length, steps, seed, callback=callback, temperature=temperature)
 
-    def generate(self, num_segments=None, steps: int = 20, seed: int = 0, callback=None, level: int | None = None):
+    def generate(
+        self, num_segments=None, steps: int = 20, seed: int = 0, callback=None, level=None, temperature: float = 1.0
+    ):
         from zonkey.samplers import generate
 
-        return generate(self, num_segments=num_segments, steps=steps, seed=seed, callback=callback, level=level)
+        return generate(self, num_segments, steps, seed, callback=callback, level=level, temperature=temperature)
 
     # ---- checkpoints ------------------------------------------------------------------------
     def save_pretrained(self, path, dtype: torch.dtype | None = None) -> None:

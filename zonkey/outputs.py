@@ -87,6 +87,7 @@ class InfillResult:
     levels: list[int]
     seed: int
     steps: int
+    temperature: float = 1.0
 
     def to_dict(self) -> dict:
         return {
@@ -95,6 +96,7 @@ class InfillResult:
             "levels": list(self.levels),
             "seed": self.seed,
             "steps": self.steps,
+            "temperature": self.temperature,
             "trajectory": [s.to_dict() for s in self.trajectory],
         }
 
@@ -105,12 +107,14 @@ class GenerationResult:
     trajectory: list[TrajectoryStep]
     seed: int
     steps: int
+    temperature: float = 1.0
 
     def to_dict(self) -> dict:
         return {
             "text": self.text,
             "seed": self.seed,
             "steps": self.steps,
+            "temperature": self.temperature,
             "trajectory": [s.to_dict() for s in self.trajectory],
         }
 

@@ -10,6 +10,7 @@ MAX_STEPS = 200  # most denoising steps per call
 MAX_SPANS = 8  # most spans per infill call
 MAX_SEGMENTS = 8  # most top-level segments per generate call
 MAX_FILL_CHARS = 200  # most characters requested for one fill with an int `length`
+MAX_TEMPERATURE = 2.0  # largest sampling temperature (noise scale of the sampler's re-noising)
 GAP_MARKERS = ("___", "[...]")
 _GAP_RE = re.compile(r"_{3,}|\[\.\.\.\]")
 
@@ -28,6 +29,20 @@ def check_text(text, *, name: str = "text") -> str:
             f"{name} has {len(text)} characters; the limit is {MAX_TEXT_CHARS}. Shorten it or split it."
         )
     return text
+
+
+def check_temperature(temperature) -> float:
+    """A sampling temperature: a real number in (0, MAX_TEMPERATURE] (1 = the method's sampler).
+    0 is refused: the first step (t = 1) would then decode the zero vector, the same for every seed."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        raise ZonkeyInputError(f"temperature must be a number, got {temperature!r}.")
+    t = float(temperature)
+    if not 0.0 < t <= MAX_TEMPERATURE:  # also refuses nan
+        raise ZonkeyInputError(
+            f"temperature={temperature} is out of range; use a number above 0 and at most {MAX_TEMPERATURE:g} "
+            "(1 = the default sampler; lower = more conservative, less varied text)."
+        )
+    return t
 
 
 def check_steps(steps) -> int:
