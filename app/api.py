@@ -23,6 +23,7 @@ from app.validation import (
     parse_seed,
     parse_spans,
     parse_steps,
+    parse_temperature,
     parse_threshold,
 )
 
@@ -73,6 +74,7 @@ def make_endpoints(models: ModelRegistry | ModelService):
         steps: int = settings.DEFAULT_STEPS,
         seed: int = 0,
         model: str = "",
+        temperature: float = settings.DEFAULT_TEMPERATURE,
     ) -> dict:
         """Fill gaps in `text`. Gaps are `spans` ([start, end] character offsets, half-open, Python
         string indices) plus every `___` or `[...]` marker in the text.
@@ -80,7 +82,9 @@ def make_endpoints(models: ModelRegistry | ModelService):
         level: "auto" | "0" (characters) | "1" (words). length: "auto" (existence decides) | "keep"
         (the gap's own length) | a number of characters. steps: 1..200. seed: 0..2**63-1; the same
         inputs, seed and model give the same result. model: a model name ("" = the default).
-        Returns {"text", "filled" (the filled regions in "text"), "levels", "seed", "steps",
+        temperature: (0, 2], the noise scale of the sampler (1 = the method's; lower = more
+        conservative, less varied). Returns {"text", "filled" (the filled regions in "text"),
+        "levels", "seed", "steps", "temperature",
         "trajectory": [{"step", "t", "level", "text", "filled", "existence"}], "spans" (the gaps
         used), "model"}."""
         try:
@@ -89,22 +93,27 @@ def make_endpoints(models: ModelRegistry | ModelService):
             all_spans = collect_spans(text, parse_spans(spans))
             lvl = parse_level(level, service.num_levels)
             ln = parse_length(length)
-            res = service.infill(text, all_spans, level=lvl, length=ln, steps=parse_steps(steps), seed=parse_seed(seed))
+            steps, seed, temp = parse_steps(steps), parse_seed(seed), parse_temperature(temperature)
+            res = service.infill(text, all_spans, level=lvl, length=ln, steps=steps, seed=seed, temperature=temp)
         except Exception as e:
             raise user_error(e, escape=False) from None
         return {**res.to_dict(), "spans": [list(s) for s in all_spans], "model": service.name}
 
     def generate(
-        num_segments: int | None = None, steps: int = settings.DEFAULT_STEPS, seed: int = 0, model: str = ""
+        num_segments: int | None = None,
+        steps: int = settings.DEFAULT_STEPS,
+        seed: int = 0,
+        model: str = "",
+        temperature: float = settings.DEFAULT_TEMPERATURE,
     ) -> dict:
         """Unconditional generation from noise. num_segments: top-level segments (None or 0: the
         model decides; at most 8). steps: 1..200. seed: 0..2**63-1. model: a model name ("" = the
-        default). Returns {"text", "seed", "steps", "trajectory", "model"}."""
+        default). temperature: (0, 2] as for /infill. Returns {"text", "seed", "steps",
+        "temperature", "trajectory", "model"}."""
         try:
             service = models.get(model)
-            res = service.generate(
-                num_segments=parse_num_segments(num_segments), steps=parse_steps(steps), seed=parse_seed(seed)
-            )
+            n, steps, seed = parse_num_segments(num_segments), parse_steps(steps), parse_seed(seed)
+            res = service.generate(num_segments=n, steps=steps, seed=seed, temperature=parse_temperature(temperature))
         except Exception as e:
             raise user_error(e, escape=False) from None
         return {**res.to_dict(), "model": service.name}

@@ -28,6 +28,7 @@ from app.validation import (
     parse_num_segments,
     parse_seed,
     parse_steps,
+    parse_temperature,
     parse_threshold,
     prune_spans,
     selection_to_span,
@@ -210,14 +211,15 @@ def on_clear_spans(text: str) -> dict:
 
 
 @guarded
-def run_infill(service: ModelService, text, spans, level, length_mode, length_n, steps, seed):
+def run_infill(service: ModelService, text, spans, level, length_mode, length_n, steps, seed, temperature=1.0):
     text = check_input_text(text)
     all_spans = collect_spans(text, [(sp["start"], sp["end"]) for sp in (spans or [])])
     lvl = parse_level(level, service.num_levels)
     length = parse_length(length_mode, length_n)
     steps = parse_steps(steps)
     seed = parse_seed(seed)
-    stream = service.infill_stream(text, all_spans, level=lvl, length=length, steps=steps, seed=seed)
+    temp = parse_temperature(temperature)
+    stream = service.infill_stream(text, all_spans, level=lvl, length=length, steps=steps, seed=seed, temperature=temp)
     used = {
         "text": text,
         "spans": [list(s) for s in all_spans],
@@ -225,17 +227,19 @@ def run_infill(service: ModelService, text, spans, level, length_mode, length_n,
         "length": length,
         "steps": steps,
         "seed": seed,
+        "temperature": temp,
     }
     yield from stream_view("infill", stream, service, used, {**used, "model": service.name})
 
 
 @guarded
-def run_generate(service: ModelService, num_segments, steps, seed):
+def run_generate(service: ModelService, num_segments, steps, seed, temperature=1.0):
     n = parse_num_segments(num_segments)
     steps = parse_steps(steps)
     seed = parse_seed(seed)
-    stream = service.generate_stream(num_segments=n, steps=steps, seed=seed)
-    used = {"num_segments": n, "steps": steps, "seed": seed}
+    temp = parse_temperature(temperature)
+    stream = service.generate_stream(num_segments=n, steps=steps, seed=seed, temperature=temp)
+    used = {"num_segments": n, "steps": steps, "seed": seed, "temperature": temp}
     yield from stream_view("generate", stream, service, used, {**used, "model": service.name})
 
 

@@ -210,30 +210,30 @@ class ModelService:
         with self._lock:
             return self.model.segment(text, threshold=threshold)
 
-    def infill(self, text, spans, *, level="auto", length="auto", steps=20, seed=0) -> InfillResult:
+    def infill(self, text, spans, *, level="auto", length="auto", steps=20, seed=0, temperature=1.0) -> InfillResult:
         self._require()
         with self._lock:
-            return self.model.infill(text, spans=spans, level=level, length=length, steps=steps, seed=seed)
+            return self.model.infill(text, spans, level, length, steps, seed, temperature=temperature)
 
-    def generate(self, *, num_segments=None, steps=20, seed=0) -> GenerationResult:
+    def generate(self, *, num_segments=None, steps=20, seed=0, temperature=1.0) -> GenerationResult:
         self._require()
         with self._lock:
-            return self.model.generate(num_segments=num_segments, steps=steps, seed=seed)
+            return self.model.generate(num_segments, steps, seed, temperature=temperature)
 
-    def infill_stream(self, text, spans, *, level="auto", length="auto", steps=20, seed=0, threshold=0.5):
+    def infill_stream(
+        self, text, spans, *, level="auto", length="auto", steps=20, seed=0, temperature=1.0, threshold=0.5
+    ):
         """Yields each `TrajectoryStep` as the sampler produces it, then a `Finished`."""
         self._require()
         return self._stream(
-            lambda cb: self.model.infill(
-                text, spans=spans, level=level, length=length, steps=steps, seed=seed, callback=cb
-            ),
+            lambda cb: self.model.infill(text, spans, level, length, steps, seed, callback=cb, temperature=temperature),
             threshold,
         )
 
-    def generate_stream(self, *, num_segments=None, steps=20, seed=0, threshold=0.5):
+    def generate_stream(self, *, num_segments=None, steps=20, seed=0, temperature=1.0, threshold=0.5):
         self._require()
         return self._stream(
-            lambda cb: self.model.generate(num_segments=num_segments, steps=steps, seed=seed, callback=cb),
+            lambda cb: self.model.generate(num_segments, steps, seed, callback=cb, temperature=temperature),
             threshold,
         )
 

@@ -28,6 +28,7 @@ LIMITS = {
     "max_seed": 2**63 - 1,
 }
 DEFAULT_STEPS = 20
+DEFAULT_TEMPERATURE = 1.0  # the method's sampler; the sliders offer 0.1 .. MAX_TEMPERATURE
 DEFAULT_THRESHOLD = 0.5
 MAX_REPLAY_HEATMAPS = 64  # distinct step texts whose boundaries are computed for the replay
 STREAM_MIN_INTERVAL_S = 0.04  # the live view is refreshed at most this often

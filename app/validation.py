@@ -18,6 +18,7 @@ from zonkey.validation import (
     check_seed,
     check_spans,
     check_steps,
+    check_temperature,
     check_text,
     find_gap_markers,
 )
@@ -52,6 +53,18 @@ def parse_int(value, name: str, lo: int, hi: int) -> int:
 
 def parse_steps(value) -> int:
     return check_steps(parse_int(value, "steps", 1, LIMITS["max_steps"]))
+
+
+def parse_temperature(value) -> float:
+    """A number (or numeric string) in (0, 2]; None or "" is the default (1)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return check_temperature(1.0)
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ZonkeyInputError(f"temperature must be a number in (0, 2], got {value!r}.") from None
+    return check_temperature(value)
 
 
 def parse_seed(value) -> int:

@@ -104,6 +104,24 @@ def test_generate_is_reproducible(client):
     assert client.predict(steps=3, seed=1, api_name="/generate")["text"] is not None
 
 
+def test_temperature_reaches_the_sampler(client, models):
+    # the endpoints' results equal the model's own output at that temperature, and report it
+    model = models.get("")
+    res = client.predict(num_segments=2, steps=4, seed=7, temperature=0.5, api_name="/generate")
+    assert res == {
+        **model.generate(num_segments=2, steps=4, seed=7, temperature=0.5).to_dict(),
+        "model": models.names[0],
+    }
+    assert res["temperature"] == 0.5 and res != client.predict(num_segments=2, steps=4, seed=7, api_name="/generate")
+    res = client.predict(text=TEXT, spans=[[4, 9]], steps=4, seed=7, temperature=0.5, api_name="/infill")
+    assert res["temperature"] == 0.5
+    assert res == {
+        **model.infill(TEXT, [(4, 9)], steps=4, seed=7, temperature=0.5).to_dict(),
+        "spans": [[4, 9]],
+        "model": models.names[0],
+    }
+
+
 BAD_INFILL = [
     (dict(text=""), "empty"),
     (dict(text="   \n\t "), "empty"),
@@ -125,6 +143,8 @@ BAD_INFILL = [
     (dict(text="abc ___", length="100000"), "out of range"),
     (dict(text="bell\x07 ___"), "control character"),
     (dict(text="nul\x00 ___"), "control character"),
+    (dict(text="abc ___", temperature=0), "temperature=0"),
+    (dict(text="abc ___", temperature="warm"), "temperature must be a number"),
 ]
 
 
@@ -146,7 +166,13 @@ def test_bad_segment_input_gets_a_clean_error(client, args, message):
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"), [(dict(num_segments=99), "num_segments"), (dict(steps=-1), "steps"), (dict(seed=-1), "seed")]
+    ("kwargs", "message"),
+    [
+        (dict(num_segments=99), "num_segments"),
+        (dict(steps=-1), "steps"),
+        (dict(seed=-1), "seed"),
+        (dict(temperature=3), "temperature=3"),
+    ],
 )
 def test_bad_generate_input_gets_a_clean_error(client, kwargs, message):
     with pytest.raises(AppError, match=message):

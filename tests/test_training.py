@@ -270,6 +270,9 @@ def test_smoke_recipe_trains_resumes_exports_and_evaluates(tmp_path):
     m = evaluate(str(release), n_paragraphs=2, n_sentences=2, n_generate=1, steps=2)
     for key in ("recon_acc_l0", "recon_acc_all", "l0_word_tol1_f1", "infill_1w_exact", "gen_valid_word_rate"):
         assert key in m and m[key] == m[key]  # present and not NaN
+    assert "temperature" not in m  # the method's sampler
+    cold = evaluate(str(release), n_paragraphs=2, n_sentences=2, n_generate=1, steps=2, temperature=0.5)
+    assert cold["temperature"] == 0.5 and cold["recon_acc_l0"] == m["recon_acc_l0"]  # reconstruction draws nothing
 
 
 DDP_DRIVER = """

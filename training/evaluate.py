@@ -14,6 +14,7 @@
   character-level AR baseline (with the baseline's own bits per character on held-out text), when
   `assets/models/baseline-ar-small` exists.
 Writes metrics.json and prints a table. Held-out text by default; any text file with --text-file.
+Infill and generation use the method's sampler (temperature 1) unless --temperature says otherwise.
 """
 
 from __future__ import annotations
@@ -115,7 +116,9 @@ def eval_boundaries(model, paras):
     return out
 
 
-def eval_infill(model, sentences, vocab, k_words: int, steps: int, seed: int, level="auto", tag_suffix=""):
+def eval_infill(
+    model, sentences, vocab, k_words: int, steps: int, seed: int, level="auto", tag_suffix="", temperature=1.0
+):
     rng = random.Random(seed)
     exact, valid, cers, n, times = 0, 0, [], 0, []
     for i, s in enumerate(tqdm(sentences, desc=f"infill {k_words}w", leave=False)):
@@ -124,7 +127,7 @@ def eval_infill(model, sentences, vocab, k_words: int, steps: int, seed: int, le
             continue
         a, b = span
         t0 = time.time()
-        res = model.infill(s, [span], level=level, length="auto", steps=steps, seed=seed + i)
+        res = model.infill(s, [span], level, "auto", steps, seed + i, temperature=temperature)
         times.append(time.time() - t0)
         fs, fe = res.filled[0]
         fill, ref = res.text[fs:fe].strip(), s[a:b]
@@ -142,8 +145,11 @@ def eval_infill(model, sentences, vocab, k_words: int, steps: int, seed: int, le
     }
 
 
-def eval_generation(model, vocab, n: int, steps: int, seed: int, heldout_text: list[str]):
-    texts = [model.generate(steps=steps, seed=seed + i).text for i in tqdm(range(n), desc="generate", leave=False)]
+def eval_generation(model, vocab, n: int, steps: int, seed: int, heldout_text: list[str], temperature=1.0):
+    texts = [
+        model.generate(steps=steps, seed=seed + i, temperature=temperature).text
+        for i in tqdm(range(n), desc="generate", leave=False)
+    ]
     joined = " ".join(texts)
     out = {
         "gen_valid_word_rate": valid_word_rate(joined, vocab),
@@ -152,7 +158,7 @@ def eval_generation(model, vocab, n: int, steps: int, seed: int, heldout_text: l
         "gen_samples": texts[:5],
     }
     # level 0 alone: 8 word-level segments sampled from noise and decoded (no sentence-level model above them)
-    words = [model.generate(num_segments=8, steps=steps, seed=seed + i, level=0).text for i in range(n)]
+    words = [model.generate(8, steps, seed + i, level=0, temperature=temperature).text for i in range(n)]
     out.update({"gen_l0_valid_word_rate": valid_word_rate(" ".join(words), vocab), "gen_l0_samples": words[:5]})
     if (BASELINE_DIR / "config.json").exists():
         try:
@@ -174,7 +180,10 @@ def evaluate(
     n_generate: int = 20,
     steps: int = 20,
     seed: int = 0,
+    temperature: float = 1.0,
 ) -> dict:
+    """Every metric; `temperature` (default 1, the method's sampler) applies to infill and generation
+    and is recorded in the result only when it is not 1."""
     torch.manual_seed(seed)
     model = Zonkey.from_pretrained(model_dir)
     if text_file:
@@ -196,13 +205,15 @@ def evaluate(
         "n_sentences": len(sentences),
         "steps": steps,
         "seed": seed,
+        **({"temperature": temperature} if temperature != 1.0 else {}),
     }
     metrics.update(eval_reconstruction(model, paras))
     metrics.update(eval_boundaries(model, paras))
-    metrics.update(eval_infill(model, sentences, vocab, 1, steps, seed))
-    metrics.update(eval_infill(model, sentences, vocab, 1, steps, seed, level=0, tag_suffix="_l0"))
-    metrics.update(eval_infill(model, sentences[: n_sentences // 2], vocab, 3, steps, seed))
-    metrics.update(eval_generation(model, vocab, n_generate, steps, seed, paras[:20]))
+    temp = {"temperature": temperature}
+    metrics.update(eval_infill(model, sentences, vocab, 1, steps, seed, **temp))
+    metrics.update(eval_infill(model, sentences, vocab, 1, steps, seed, level=0, tag_suffix="_l0", **temp))
+    metrics.update(eval_infill(model, sentences[: n_sentences // 2], vocab, 3, steps, seed, **temp))
+    metrics.update(eval_generation(model, vocab, n_generate, steps, seed, paras[:20], **temp))
     metrics["eval_seconds"] = time.time() - t0
     return metrics
 
@@ -228,9 +239,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--generate", type=int, default=20)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of infill and generation")
     a = ap.parse_args(argv)
     torch.set_num_threads(2)
-    m = evaluate(a.model, a.text_file, a.paragraphs, a.sentences, a.generate, a.steps, a.seed)
+    m = evaluate(a.model, a.text_file, a.paragraphs, a.sentences, a.generate, a.steps, a.seed, a.temperature)
     out = Path(a.out) if a.out else Path(a.model) / "metrics.json"
     out.write_text(json.dumps(m, indent=1) + "\n")
     print_table(m)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app import callbacks, settings
-from app.tabs.viewer import PRIVATE, build_viewer, run_outputs, wire_replay
+from app.tabs.viewer import build_viewer, temperature_slider, wire_run
 
 
 def build_generate_tab(models, model_choice) -> dict:
@@ -28,22 +28,13 @@ def build_generate_tab(models, model_choice) -> dict:
             label="Denoising steps",
             elem_id="gen-steps",
         )
+        c["temperature"] = temperature_slider("gen-temperature")
         c["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed", elem_id="gen-seed")
     with gr.Row():
         c["run"] = gr.Button("Generate from noise", variant="primary", elem_id="gen-run")
         c["stop"] = gr.Button("Stop", variant="stop", elem_id="gen-stop")
     v = build_viewer("gen")
     c.update({f"v_{k}": x for k, x in v.items()})
-    fn, outs = callbacks.bind(callbacks.for_model(models, callbacks.run_generate), run_outputs(v))
-    run = c["run"].click(
-        fn,
-        [model_choice, c["num_segments"], c["steps"], c["seed"]],
-        outs,
-        concurrency_id=settings.MODEL_CONCURRENCY_ID,
-        concurrency_limit=1,
-        show_progress="minimal",
-        **PRIVATE,
-    )
-    c["stop"].click(None, None, None, cancels=[run], **PRIVATE)
-    wire_replay(v)
+    settings_in = [c[k] for k in ("num_segments", "steps", "seed", "temperature")]
+    wire_run(c, v, models, callbacks.run_generate, [model_choice, *settings_in])
     return c

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app import callbacks, settings
-from app.tabs.viewer import PRIVATE, build_viewer, run_outputs, wire_replay
+from app.tabs.viewer import PRIVATE, build_viewer, temperature_slider, wire_run
 
 LEVEL_CHOICES = [("auto", "auto"), ("0 · characters", "0"), ("1 · words", "1")]
 LENGTH_CHOICES = [("auto (existence decides)", "auto"), ("keep (the gap's length)", "keep"), ("N characters", "chars")]
@@ -67,6 +67,7 @@ def build_infill_tab(models, model_choice, examples: list[dict]) -> dict:
             c["steps"] = gr.Slider(
                 1, settings.LIMITS["max_steps"], value=settings.DEFAULT_STEPS, step=1, label="Denoising steps"
             )
+            c["temperature"] = temperature_slider("infill-temperature")
             c["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed (same seed + settings = same result)")
             with gr.Row():
                 c["run"] = gr.Button("Infill", variant="primary", elem_id="infill-run")
@@ -99,16 +100,6 @@ def build_infill_tab(models, model_choice, examples: list[dict]) -> dict:
     fn, outs = callbacks.bind(callbacks.on_clear_spans, span_out)
     c["clear"].click(fn, [c["text"]], outs, show_progress="hidden", **PRIVATE)
 
-    fn, outs = callbacks.bind(callbacks.for_model(models, callbacks.run_infill), run_outputs(v))
-    run = c["run"].click(
-        fn,
-        [model_choice, c["text"], c["spans"], c["level"], c["length_mode"], c["length_n"], c["steps"], c["seed"]],
-        outs,
-        concurrency_id=settings.MODEL_CONCURRENCY_ID,
-        concurrency_limit=1,
-        show_progress="minimal",
-        **PRIVATE,
-    )
-    c["stop"].click(None, None, None, cancels=[run], **PRIVATE)
-    wire_replay(v)
+    settings_in = [c[k] for k in ("text", "spans", "level", "length_mode", "length_n", "steps", "seed", "temperature")]
+    wire_run(c, v, models, callbacks.run_infill, [model_choice, *settings_in])
     return c

@@ -11,8 +11,21 @@ from __future__ import annotations
 import gradio as gr
 
 from app import callbacks, plots, replay, settings
+from zonkey.validation import MAX_TEMPERATURE
 
 PRIVATE = dict(api_visibility="private")
+
+
+def temperature_slider(elem_id: str) -> gr.Slider:
+    return gr.Slider(
+        0.1,
+        MAX_TEMPERATURE,
+        value=settings.DEFAULT_TEMPERATURE,
+        step=0.05,
+        label="Temperature",
+        info="1 = the method's sampler; lower = more conservative, less varied text",
+        elem_id=elem_id,
+    )
 
 
 def build_viewer(prefix: str) -> dict:
@@ -64,6 +77,23 @@ def wire_replay(c: dict) -> None:
     c["pause"].click(fn, None, outs, show_progress="hidden", **PRIVATE)
     fn, outs = callbacks.bind(replay.on_tick, {**frame_out, "timer": c["timer"], "slider": c["slider"]})
     c["timer"].tick(fn, [c["replay"], c["slider"]], outs, show_progress="hidden", **PRIVATE)
+
+
+def wire_run(c: dict, v: dict, models, run_fn, inputs: list) -> None:
+    """Run streams `run_fn` (for the page's model, the first of `inputs`) into the viewer `v`;
+    Stop cancels it; then the replay controls."""
+    fn, outs = callbacks.bind(callbacks.for_model(models, run_fn), run_outputs(v))
+    run = c["run"].click(
+        fn,
+        inputs,
+        outs,
+        concurrency_id=settings.MODEL_CONCURRENCY_ID,
+        concurrency_limit=1,
+        show_progress="minimal",
+        **PRIVATE,
+    )
+    c["stop"].click(None, None, None, cancels=[run], **PRIVATE)
+    wire_replay(v)
 
 
 def run_outputs(c: dict) -> dict:
