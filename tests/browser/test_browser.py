@@ -1,7 +1,8 @@
 """The app in a real browser (system Chromium through Playwright): it loads offline without
 console errors; masking a selected word and running shows the fill highlighted; the replay
-scrubber changes the displayed step; the Tokenization heatmap has one cell per character; choosing
-another model in one page switches that page (banner, Model tab, runs) and no other."""
+scrubber changes the displayed step; the Tokenization heatmap has one cell per character; the
+Generate tab's temperature reaches the sampler; choosing another model in one page switches that
+page (banner, Model tab, runs) and no other."""
 
 import json
 import re
@@ -97,6 +98,27 @@ def test_replay_scrubber_changes_the_displayed_step(page, plog, app_url, shot):
         "() => !document.querySelector('#infill-caption').innerText.startsWith('Step 3/')", timeout=10_000
     )
     page.click("#infill-pause")
+    assert plog.errors() == []
+
+
+def test_generate_at_a_chosen_temperature_gives_the_models_own_sample(page, plog, app_url, models, shot):
+    open_app(page, app_url)
+    page.get_by_role("tab", name="Generate").click()
+    box = page.locator("#gen-temperature input[type=number]")
+    box.fill("0.5")
+    box.press("Enter")
+    page.click("#gen-run")
+    page.wait_for_selector("#gen-export", state="visible")
+    model = models.get("").model
+    cold, default = model.generate(steps=20, seed=0, temperature=0.5), model.generate(steps=20, seed=0)
+    assert [st.existence for st in cold.trajectory] != [st.existence for st in default.trajectory]
+    assert page.locator("#gen-view .zk-text").inner_text()  # shown (control characters as visible symbols)
+    shot(page, "generated-cold")
+    with page.expect_download() as download:
+        page.click("#gen-export")
+    exported = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
+    assert exported["settings"]["temperature"] == 0.5 and exported["result"]["temperature"] == 0.5
+    assert exported["result"]["text"] == cold.text  # the model's own sample at that temperature
     assert plog.errors() == []
 
 
