@@ -101,6 +101,8 @@ class ZonkeyConfig:
     clean_t_max: float = 0.08  # clean pass noise: t0 = clean_t_max * Beta(1, 3)
     dirty_step: float = 0.02  # the previous estimate of the dirty pass is at t + dirty_step
     relax_min: float = 0.5  # floor of t* in the segment-relaxed dirty target (0 = release)
+    dirty_from_estimate: float = 0.0  # levels >= 1: share of windows whose dirty pass decodes the re-compressed
+    # previous estimate (what the sampler feeds the decoder) instead of z1; 0 = the release's dirty pass
     mlm_ratio: float = 0.2
     infill_threshold: float = 0.5  # existence cut-off when decoding
     name: str = "custom"
@@ -117,6 +119,8 @@ class ZonkeyConfig:
                 )
         if self.vocab_size != 256:
             raise ValueError("ZonkeyConfig.vocab_size must be 256 (UTF-8 bytes)")
+        if not 0.0 <= self.dirty_from_estimate <= 1.0:
+            raise ValueError(f"ZonkeyConfig.dirty_from_estimate={self.dirty_from_estimate} must be in [0, 1]")
 
     # ---- JSON round trip ---------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -7,7 +7,9 @@ Training pass, per level:
   z0 = compress(x, q); clean decode at t0 ~ 0.08 Beta(1,3)       -> clean_recon, clean_bos, stitcher
   z1 = compress(x_hat0, p_hat0) (no grad);  t ~ U(0,1); decode(noise(z1, t), t)
        level 0: token CE against the chars;  level >= 1: InfoNCE against the segment-relaxed
-       target between the previous estimate (decode at t + 0.02, no grad) and the truth
+       target between the previous estimate (decode at t + 0.02, no grad) and the truth;
+       with `dirty_from_estimate` > 0, that share of the level >= 1 windows decodes
+       noise(compress(previous estimate), t) instead, the sampler's input (not in the release)
   + MLM (if configured), collapse, patch, short, compression.
 kappa = (max(r, r*) + 0.1) / (r* + 0.1) scales clean/dirty recon, dirty BOS and stitcher terms.
 
@@ -47,7 +49,7 @@ class ZonkeyLevel(nn.Module):
         super().__init__()
         self.cfg, self.index = cfg, index
         self.clean_t_max, self.dirty_step, self.mlm_ratio = zcfg.clean_t_max, zcfg.dirty_step, zcfg.mlm_ratio
-        self.relax_min = zcfg.relax_min
+        self.relax_min, self.dirty_from_estimate = zcfg.relax_min, zcfg.dirty_from_estimate
         d, c, s, h = cfg.d_model, cfg.n_latents, cfg.seg_len, cfg.n_heads
         self.splitter = BOSHead(d, h, cfg.splitter_window, s, cfg.ff_ratio)
         self.compressor = Compressor(d, c, h, cfg.compressor_layers, cfg.ff_ratio)
@@ -137,14 +139,18 @@ class ZonkeyLevel(nn.Module):
         with torch.no_grad():
             z1 = self.compressor(dec0.x.detach(), dec0.logp.detach(), torch.ones_like(win.valid))
         t = torch.rand(m, device=dev)
-        dec2 = self.decoder(add_noise(z1, t), t)
+        if self.index > 0 and self.dirty_from_estimate > 0:
+            dec2, prev = self.dirty_from_previous_estimate(z1, t)
+        else:
+            dec2, prev = self.decoder(add_noise(z1, t), t), None
         if self.index == 0:
             terms["dirty_recon"] = kappa * self.recon(dec2.x, win, w, emb, pool)
             terms["dirty_bos"] = kappa * existence_bce(dec2.logp, p_label)
         else:
-            with torch.no_grad():
-                t1 = (t + self.dirty_step).clamp_max(1.0)
-                prev = self.decoder(add_noise(z1, t1), t1)
+            if prev is None:
+                with torch.no_grad():
+                    t1 = (t + self.dirty_step).clamp_max(1.0)
+                    prev = self.decoder(add_noise(z1, t1), t1)
             tgt, tstar = relaxed_targets(dec2.x, prev.x, win.x, w, self.relax_min)
             pos_cos = F.cosine_similarity(dec2.x, tgt, dim=-1)
             terms["dirty_recon"] = kappa * self.recon(dec2.x, win, w, emb, pool, pos_cos=pos_cos)
@@ -163,6 +169,20 @@ class ZonkeyLevel(nn.Module):
             "chars_per_segment": float(lengths.sum()) / max(m, 1),
         }
         return LevelPass(terms, z0, win, stats)
+
+    def dirty_from_previous_estimate(self, z1, t):
+        """The dirty pass as the sampler runs it, for a `dirty_from_estimate` share of the windows:
+        the previous estimate (decode at t + dirty_step, no grad) is re-compressed and noised to t,
+        so the decoder learns to step from its own prediction (a blend where the noise was high)
+        rather than from the re-compressed clean reconstruction z1. z1: (m, c, d), t: (m,) ->
+        (decoded, previous estimate)."""
+        with torch.no_grad():
+            t1 = (t + self.dirty_step).clamp_max(1.0)
+            prev = self.decoder(add_noise(z1, t1), t1)
+            z_prev = self.compressor(prev.x, prev.logp, torch.ones_like(prev.logp, dtype=torch.bool))
+            pick = torch.rand(t.shape, device=t.device) < self.dirty_from_estimate  # (m,)
+            z_in = torch.where(pick[:, None, None], z_prev.to(z1.dtype), z1)
+        return self.decoder(add_noise(z_in, t), t), prev
 
     def mlm_loss(self, win: Windows, w, pool):
         """Masked-vector loss on this level's input windows (METHOD §10.4): 20% of real positions,
