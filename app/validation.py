@@ -12,6 +12,7 @@ import unicodedata
 
 from app.settings import LIMITS
 from zonkey.validation import (
+    MAX_TEMPERATURE,
     ZonkeyInputError,
     check_length,
     check_level,
@@ -56,14 +57,15 @@ def parse_steps(value) -> int:
 
 
 def parse_temperature(value) -> float:
-    """A number (or numeric string) in (0, 2]; None or "" is the default (1)."""
+    """A number (or numeric string) in (0, MAX_TEMPERATURE]; None or "" is the default (1)."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return check_temperature(1.0)
     if isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
-            raise ZonkeyInputError(f"temperature must be a number in (0, 2], got {value!r}.") from None
+            msg = f"temperature must be a number in (0, {MAX_TEMPERATURE:g}], got {value!r}."
+            raise ZonkeyInputError(msg) from None
     return check_temperature(value)
 
 
