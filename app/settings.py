@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from zonkey.validation import MAX_FILL_CHARS, MAX_SEGMENTS, MAX_SPANS, MAX_STEPS, MAX_TEXT_CHARS
+from zonkey.validation import MAX_FILL_CHARS, MAX_SEGMENTS, MAX_SPANS, MAX_STEPS, MAX_TEMPERATURE, MAX_TEXT_CHARS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO_ROOT / "assets" / "models"
@@ -26,9 +26,10 @@ LIMITS = {
     "max_segments": MAX_SEGMENTS,
     "max_fill_chars": MAX_FILL_CHARS,
     "max_seed": 2**63 - 1,
+    "max_temperature": MAX_TEMPERATURE,
 }
 DEFAULT_STEPS = 20
-DEFAULT_TEMPERATURE = 1.0  # the method's sampler; the sliders offer 0.1 .. MAX_TEMPERATURE
+DEFAULT_TEMPERATURE = 1.0  # the method's sampler; the sliders offer 0.1 .. LIMITS['max_temperature']
 DEFAULT_THRESHOLD = 0.5
 MAX_REPLAY_HEATMAPS = 64  # distinct step texts whose boundaries are computed for the replay
 STREAM_MIN_INTERVAL_S = 0.04  # the live view is refreshed at most this often

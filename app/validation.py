@@ -10,9 +10,8 @@ from __future__ import annotations
 import math
 import unicodedata
 
-from app.settings import LIMITS
+from app.settings import DEFAULT_TEMPERATURE, LIMITS
 from zonkey.validation import (
-    MAX_TEMPERATURE,
     ZonkeyInputError,
     check_length,
     check_level,
@@ -57,14 +56,14 @@ def parse_steps(value) -> int:
 
 
 def parse_temperature(value) -> float:
-    """A number (or numeric string) in (0, MAX_TEMPERATURE]; None or "" is the default (1)."""
+    """A number (or numeric string) in (0, max_temperature]; None or "" is the default (1)."""
     if value is None or (isinstance(value, str) and not value.strip()):
-        return check_temperature(1.0)
+        return check_temperature(DEFAULT_TEMPERATURE)
     if isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
-            msg = f"temperature must be a number in (0, {MAX_TEMPERATURE:g}], got {value!r}."
+            msg = f"temperature must be a number in (0, {LIMITS['max_temperature']:g}], got {value!r}."
             raise ZonkeyInputError(msg) from None
     return check_temperature(value)
 

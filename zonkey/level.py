@@ -141,16 +141,13 @@ class ZonkeyLevel(nn.Module):
         t = torch.rand(m, device=dev)
         if self.index > 0 and self.dirty_from_estimate > 0:
             dec2, prev = self.dirty_from_previous_estimate(z1, t)
-        else:
+        else:  # the release's order of draws: the dirty decode, then the previous estimate
             dec2, prev = self.decoder(add_noise(z1, t), t), None
         if self.index == 0:
             terms["dirty_recon"] = kappa * self.recon(dec2.x, win, w, emb, pool)
             terms["dirty_bos"] = kappa * existence_bce(dec2.logp, p_label)
         else:
-            if prev is None:
-                with torch.no_grad():
-                    t1 = (t + self.dirty_step).clamp_max(1.0)
-                    prev = self.decoder(add_noise(z1, t1), t1)
+            prev = self.previous_estimate(z1, t) if prev is None else prev
             tgt, tstar = relaxed_targets(dec2.x, prev.x, win.x, w, self.relax_min)
             pos_cos = F.cosine_similarity(dec2.x, tgt, dim=-1)
             terms["dirty_recon"] = kappa * self.recon(dec2.x, win, w, emb, pool, pos_cos=pos_cos)
@@ -170,15 +167,20 @@ class ZonkeyLevel(nn.Module):
         }
         return LevelPass(terms, z0, win, stats)
 
+    @torch.no_grad()
+    def previous_estimate(self, z1, t):
+        """The dirty pass's previous estimate: decode at t + dirty_step, without gradient."""
+        t1 = (t + self.dirty_step).clamp_max(1.0)
+        return self.decoder(add_noise(z1, t1), t1)
+
     def dirty_from_previous_estimate(self, z1, t):
         """The dirty pass as the sampler runs it, for a `dirty_from_estimate` share of the windows:
         the previous estimate (decode at t + dirty_step, no grad) is re-compressed and noised to t,
         so the decoder learns to step from its own prediction (a blend where the noise was high)
         rather than from the re-compressed clean reconstruction z1. z1: (m, c, d), t: (m,) ->
         (decoded, previous estimate)."""
+        prev = self.previous_estimate(z1, t)
         with torch.no_grad():
-            t1 = (t + self.dirty_step).clamp_max(1.0)
-            prev = self.decoder(add_noise(z1, t1), t1)
             z_prev = self.compressor(prev.x, prev.logp, torch.ones_like(prev.logp, dtype=torch.bool))
             pick = torch.rand(t.shape, device=t.device) < self.dirty_from_estimate  # (m,)
             z_in = torch.where(pick[:, None, None], z_prev.to(z1.dtype), z1)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gradio as gr
 
 from app import callbacks, plots, replay, settings
-from zonkey.validation import MAX_TEMPERATURE
 
 PRIVATE = dict(api_visibility="private")
 
@@ -19,7 +18,7 @@ PRIVATE = dict(api_visibility="private")
 def temperature_slider(elem_id: str) -> gr.Slider:
     return gr.Slider(
         0.1,
-        MAX_TEMPERATURE,
+        settings.LIMITS["max_temperature"],
         value=settings.DEFAULT_TEMPERATURE,
         step=0.05,
         label="Temperature",
