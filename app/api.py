@@ -79,7 +79,8 @@ def make_endpoints(models: ModelRegistry | ModelService):
         """Fill gaps in `text`. Gaps are `spans` ([start, end] character offsets, half-open, Python
         string indices) plus every `___` or `[...]` marker in the text.
 
-        level: "auto" | "0" (characters) | "1" (words). length: "auto" (existence decides) | "keep"
+        level: "auto" | "0" (characters) | "1" (words). length: "auto" (the model sizes the fill: a
+        whole-word gap keeps its number of words, at the end of the text existence decides) | "keep"
         (the gap's own length) | a number of characters. steps: 1..200. seed: 0..2**63-1; the same
         inputs, seed and model give the same result. model: a model name ("" = the default).
         temperature: (0, 2], the noise scale of the sampler (1 = the method's; lower = more

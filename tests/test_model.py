@@ -329,19 +329,64 @@ def test_stitch_cuts_at_the_real_stitched_length(tiny_model):
     assert torch.equal(out[-7:], u[2, :7])  # the last window is placed unrefined and cut at its end
 
 
-def test_level1_auto_length_with_right_context_uses_the_gap_estimate(tiny_model, sentence, monkeypatch):
+def test_level1_auto_length_with_context_keeps_the_word_count_and_ranks_samples(tiny_model, sentence, monkeypatch):
     import zonkey.infill as zi
 
-    calls = []
-    real = zi._candidates
-    monkeypatch.setattr(zi, "_candidates", lambda *a: calls.append(a) or real(*a))
+    calls, decoded = [], []
+    real_candidates, real_decode = zi._candidates, zi._decode_scored
+    monkeypatch.setattr(zi, "_candidates", lambda *a: calls.append(a) or real_candidates(*a))
+
+    def decode(model, v):
+        decoded.append((v.shape[0], *real_decode(model, v)))
+        return decoded[-1][1:]
+
+    monkeypatch.setattr(zi, "_decode_scored", decode)
+    runs, real_run = [], zi._run
+    monkeypatch.setattr(zi, "_run", lambda *a: runs.append(real_run(*a)) or runs[-1])
     s = sentence.index("African")
-    span = (s, s + len("African"))
-    tiny_model.infill(sentence, [span], level=1, length="auto", steps=2)
-    assert calls == []  # context on both sides: the estimate is the only slot count
-    tiny_model.infill(sentence, [span], level=1, length="keep", steps=2)
-    tiny_model.infill(sentence[: span[1]], [span], level=1, length="auto", steps=2)  # open end
+    kept = set()
+    for span, words in (((s, s + len("African")), 1), ((s, s + len("African equine")), 2)):
+        decoded.clear()
+        res = tiny_model.infill(sentence, [span], level=1, length="auto", steps=3, seed=1)
+        assert calls == []  # context on both sides: no slot-count search
+        assert [n for n, _, _ in decoded] == [words] * zi.SAMPLES  # one slot per word of the span
+        # the kept fill: most words right, then the most confident decoding
+        ranked = [d[2] - abs(len(d[1].split()) - words) for d in decoded]
+        best = ranked.index(max(ranked))
+        left, right = sentence[: span[0]], sentence[span[1] :]
+        fs, fe = res.filled[0]
+        assert res.text[fs:fe] == zi._harmonize(left, decoded[best][1], right)
+        # every step of the trajectory shows that same sample
+        _, _, frames = runs[-1]
+        assert len(res.trajectory) == len(frames) + 1
+        for st, (t, d) in zip(res.trajectory, frames):
+            assert st.t == t and st.existence == d.logp[best].exp().tolist()
+        kept.add(best)
+    assert kept != {0}  # (so the check above would notice a trajectory of the first sample)
+    # a typed gap marker is one word
+    decoded.clear()
+    tiny_model.infill("The zebra is an ___ equine.", [(16, 19)], level=1, steps=2)
+    assert [n for n, _, _ in decoded] == [1] * zi.SAMPLES
+    # an explicit length and an open end still search slot counts
+    tiny_model.infill(sentence, [(s, s + 7)], level=1, length="keep", steps=2)
+    tiny_model.infill(sentence[: s + 7], [(s, s + 7)], level=1, length="auto", steps=2)
     assert len(calls) == 2
+
+
+def test_decoder_confidence_is_the_mean_log_probability_of_the_read_bytes(tiny_model):
+    import torch.nn.functional as F
+
+    import zonkey.infill as zi
+    from zonkey.inference import decode_down, decode_windows, vectors_to_latents
+    from zonkey.losses import char_logits
+
+    v = torch.randn(2, tiny_model.config.levels[1].d_model, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        text, conf = zi._decode_scored(tiny_model, v)
+        x0 = decode_windows(tiny_model, 0, vectors_to_latents(tiny_model, 0, v))
+        lp = F.log_softmax(char_logits(x0, tiny_model.embed.weight).float(), -1).max(-1).values
+        assert text == decode_down(tiny_model, 1, v)
+    assert conf == pytest.approx(float(lp.mean())) and conf <= 0.0
 
 
 def test_hand_up_buffer_is_as_long_as_the_longest_document():

@@ -9,7 +9,7 @@ from app import callbacks, settings
 from app.tabs.viewer import PRIVATE, build_viewer, temperature_slider, wire_run
 
 LEVEL_CHOICES = [("auto", "auto"), ("0 · characters", "0"), ("1 · words", "1")]
-LENGTH_CHOICES = [("auto (existence decides)", "auto"), ("keep (the gap's length)", "keep"), ("N characters", "chars")]
+LENGTH_CHOICES = [("auto (the model sizes it)", "auto"), ("keep (the gap's length)", "keep"), ("N characters", "chars")]
 
 
 def example_rows(examples: list[dict]) -> tuple[list[list], list[str]]:
