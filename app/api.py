@@ -20,6 +20,7 @@ from app.validation import (
     parse_length,
     parse_level,
     parse_num_segments,
+    parse_refine,
     parse_seed,
     parse_spans,
     parse_steps,
@@ -106,15 +107,18 @@ def make_endpoints(models: ModelRegistry | ModelService):
         seed: int = 0,
         model: str = "",
         temperature: float = settings.DEFAULT_TEMPERATURE,
+        refine: float = settings.DEFAULT_REFINE,
     ) -> dict:
         """Unconditional generation from noise. num_segments: top-level segments (None or 0: the
         model decides; at most 8). steps: 1..200. seed: 0..2**63-1. model: a model name ("" = the
-        default). temperature: (0, 2] as for /infill. Returns {"text", "seed", "steps",
-        "temperature", "trajectory", "model"}."""
+        default). temperature: (0, 2] as for /infill. refine: [0, 0.9], the fraction of generated
+        words re-infilled in a second pass, least confident first (0 = the method's sampler alone).
+        Returns {"text", "seed", "steps", "temperature", "refine", "trajectory", "model"}."""
         try:
             service = models.get(model)
             n, steps, seed = parse_num_segments(num_segments), parse_steps(steps), parse_seed(seed)
-            res = service.generate(num_segments=n, steps=steps, seed=seed, temperature=parse_temperature(temperature))
+            temp, refine = parse_temperature(temperature), parse_refine(refine)
+            res = service.generate(num_segments=n, steps=steps, seed=seed, temperature=temp, refine=refine)
         except Exception as e:
             raise user_error(e, escape=False) from None
         return {**res.to_dict(), "model": service.name}

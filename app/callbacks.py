@@ -26,6 +26,7 @@ from app.validation import (
     parse_length,
     parse_level,
     parse_num_segments,
+    parse_refine,
     parse_seed,
     parse_steps,
     parse_temperature,
@@ -233,13 +234,14 @@ def run_infill(service: ModelService, text, spans, level, length_mode, length_n,
 
 
 @guarded
-def run_generate(service: ModelService, num_segments, steps, seed, temperature=1.0):
+def run_generate(service: ModelService, num_segments, steps, seed, temperature=1.0, refine=None):
     n = parse_num_segments(num_segments)
     steps = parse_steps(steps)
     seed = parse_seed(seed)
     temp = parse_temperature(temperature)
-    stream = service.generate_stream(num_segments=n, steps=steps, seed=seed, temperature=temp)
-    used = {"num_segments": n, "steps": steps, "seed": seed, "temperature": temp}
+    refine = parse_refine(refine)
+    stream = service.generate_stream(num_segments=n, steps=steps, seed=seed, temperature=temp, refine=refine)
+    used = {"num_segments": n, "steps": steps, "seed": seed, "temperature": temp, "refine": refine}
     yield from stream_view("generate", stream, service, used, {**used, "model": service.name})
 
 

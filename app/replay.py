@@ -34,10 +34,19 @@ def _boundaries_for(replay: dict, i: int) -> tuple[Boundaries | None, str]:
     return None, ""
 
 
-def step_caption(step: TrajectoryStep, total: int, elapsed: float | None = None) -> str:
+def step_caption(step: TrajectoryStep, total: int, elapsed: float | None = None, kind: str = "infill") -> str:
+    """Each pass of `total` steps has total + 1 frames: an infill runs one pass per gap, a generation
+    one pass plus a second that re-infills its least confident words."""
+    k, i = divmod(step.step, total + 1)
     where = plots.level_name(step.level)
     done = f" · computed in {elapsed:.2f} s" if elapsed is not None else ""
-    return f"**Step {step.step}/{total}** · t = {step.t:.3f} · denoising at {where}{done}"
+    if k == 0:
+        phase = ""
+    elif kind == "generate":
+        phase = " · second pass: re-infilling the least confident words"
+    else:
+        phase = f" · gap {k + 1}"
+    return f"**Step {i}/{total}** · t = {step.t:.3f} · denoising at {where}{phase}{done}"
 
 
 def frame(replay: dict, i: int) -> dict:
@@ -59,7 +68,9 @@ def frame(replay: dict, i: int) -> dict:
     )
     return {
         "view": plots.filled_html(st.text, st.filled),
-        "caption": step_caption(st, replay["total"], replay["elapsed"] if i == len(steps) - 1 else None),
+        "caption": step_caption(
+            st, replay["total"], replay["elapsed"] if i == len(steps) - 1 else None, replay.get("kind", "infill")
+        ),
         "existence": plots.existence_figure(st.existence, st.level, st.step),
         "heatmap": heat,
     }
@@ -164,6 +175,6 @@ def stream_view(kind: str, stream, service: ModelService, settings_used: dict, a
             last_yield = now
             yield {
                 "view": plots.filled_html(ev.text, ev.filled),
-                "caption": step_caption(ev, total),
+                "caption": step_caption(ev, total, kind=kind),
                 "existence": plots.existence_figure(ev.existence, ev.level, ev.step),
             }

@@ -215,10 +215,10 @@ class ModelService:
         with self._lock:
             return self.model.infill(text, spans, level, length, steps, seed, temperature=temperature)
 
-    def generate(self, *, num_segments=None, steps=20, seed=0, temperature=1.0) -> GenerationResult:
+    def generate(self, *, num_segments=None, steps=20, seed=0, temperature=1.0, refine=None) -> GenerationResult:
         self._require()
         with self._lock:
-            return self.model.generate(num_segments, steps, seed, temperature=temperature)
+            return self.model.generate(num_segments, steps, seed, temperature=temperature, refine=refine)
 
     def infill_stream(
         self, text, spans, *, level="auto", length="auto", steps=20, seed=0, temperature=1.0, threshold=0.5
@@ -230,10 +230,10 @@ class ModelService:
             threshold,
         )
 
-    def generate_stream(self, *, num_segments=None, steps=20, seed=0, temperature=1.0, threshold=0.5):
+    def generate_stream(self, *, num_segments=None, steps=20, seed=0, temperature=1.0, refine=None, threshold=0.5):
         self._require()
         return self._stream(
-            lambda cb: self.model.generate(num_segments, steps, seed, callback=cb, temperature=temperature),
+            lambda cb: self.model.generate(num_segments, steps, seed, cb, temperature=temperature, refine=refine),
             threshold,
         )
 

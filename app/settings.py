@@ -8,7 +8,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from zonkey.validation import MAX_FILL_CHARS, MAX_SEGMENTS, MAX_SPANS, MAX_STEPS, MAX_TEMPERATURE, MAX_TEXT_CHARS
+from zonkey.samplers import DEFAULT_REFINE  # noqa: F401  (fraction of generated words re-infilled)
+from zonkey.validation import (
+    MAX_FILL_CHARS,
+    MAX_REFINE,
+    MAX_SEGMENTS,
+    MAX_SPANS,
+    MAX_STEPS,
+    MAX_TEMPERATURE,
+    MAX_TEXT_CHARS,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO_ROOT / "assets" / "models"
@@ -27,6 +36,7 @@ LIMITS = {
     "max_fill_chars": MAX_FILL_CHARS,
     "max_seed": 2**63 - 1,
     "max_temperature": MAX_TEMPERATURE,
+    "max_refine": MAX_REFINE,
 }
 DEFAULT_STEPS = 20
 DEFAULT_TEMPERATURE = 1.0  # the method's sampler; the sliders offer 0.1 .. LIMITS['max_temperature']

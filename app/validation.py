@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 import unicodedata
 
-from app.settings import DEFAULT_TEMPERATURE, LIMITS
+from app.settings import DEFAULT_REFINE, DEFAULT_TEMPERATURE, LIMITS
 from zonkey.validation import (
     ZonkeyInputError,
     check_length,
     check_level,
+    check_refine,
     check_seed,
     check_spans,
     check_steps,
@@ -55,17 +56,27 @@ def parse_steps(value) -> int:
     return check_steps(parse_int(value, "steps", 1, LIMITS["max_steps"]))
 
 
-def parse_temperature(value) -> float:
-    """A number (or numeric string) in (0, max_temperature]; None or "" is the default (1)."""
+def _parse_number(value, default: float, check, name: str, allowed: str) -> float:
+    """A number or numeric string passed through `check`; None or "" is `default`."""
     if value is None or (isinstance(value, str) and not value.strip()):
-        return check_temperature(DEFAULT_TEMPERATURE)
+        return check(default)
     if isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
-            msg = f"temperature must be a number in (0, {LIMITS['max_temperature']:g}], got {value!r}."
-            raise ZonkeyInputError(msg) from None
-    return check_temperature(value)
+            raise ZonkeyInputError(f"{name} must be a number in {allowed}, got {value!r}.") from None
+    return check(value)
+
+
+def parse_temperature(value) -> float:
+    """A number (or numeric string) in (0, max_temperature]; None or "" is the default (1)."""
+    allowed = f"(0, {LIMITS['max_temperature']:g}]"
+    return _parse_number(value, DEFAULT_TEMPERATURE, check_temperature, "temperature", allowed)
+
+
+def parse_refine(value) -> float:
+    """A number (or numeric string) in [0, max_refine]; None or "" is the library's default."""
+    return _parse_number(value, DEFAULT_REFINE, check_refine, "refine", f"[0, {LIMITS['max_refine']:g}]")
 
 
 def parse_seed(value) -> int:

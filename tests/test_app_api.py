@@ -104,6 +104,17 @@ def test_generate_is_reproducible(client):
     assert client.predict(steps=3, seed=1, api_name="/generate")["text"] is not None
 
 
+def test_refine_reaches_the_sampler(client, models):
+    # the default is the library's; 0 is the method's sampler alone, one pass
+    model = models.get("")
+    res = client.predict(num_segments=2, steps=4, seed=7, api_name="/generate")
+    assert res == {**model.generate(num_segments=2, steps=4, seed=7).to_dict(), "model": models.names[0]}
+    assert res["refine"] == settings.DEFAULT_REFINE and len(res["trajectory"]) == 10
+    res = client.predict(num_segments=2, steps=4, seed=7, refine=0, api_name="/generate")
+    assert res == {**model.generate(num_segments=2, steps=4, seed=7, refine=0).to_dict(), "model": models.names[0]}
+    assert res["refine"] == 0 and len(res["trajectory"]) == 5
+
+
 def test_temperature_reaches_the_sampler(client, models):
     # the endpoints' results equal the model's own output at that temperature, and report it
     model = models.get("")
@@ -172,6 +183,8 @@ def test_bad_segment_input_gets_a_clean_error(client, args, message):
         (dict(steps=-1), "steps"),
         (dict(seed=-1), "seed"),
         (dict(temperature=3), "temperature=3"),
+        (dict(refine=0.95), "refine=0.95"),
+        (dict(refine="lots"), "refine must be a number"),
     ],
 )
 def test_bad_generate_input_gets_a_clean_error(client, kwargs, message):

@@ -264,7 +264,7 @@ class _SlowSampler:
     def __init__(self):
         self.steps_run = 0
 
-    def generate(self, num_segments=None, steps=20, seed=0, callback=None, temperature=1.0):
+    def generate(self, num_segments=None, steps=20, seed=0, callback=None, temperature=1.0, refine=None):
         for k in range(1000):
             time.sleep(0.01)
             self.steps_run += 1

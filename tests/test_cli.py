@@ -32,13 +32,18 @@ def test_infill_with_gap_marker_and_with_span_agree_on_context(ckpt, capsys):
 
 def test_generate_and_reconstruct(ckpt, capsys):
     assert run(["--model", ckpt, "--json", "generate", "--steps", "2", "--seed", "4"]) == 0
-    assert len(json.loads(capsys.readouterr().out)["trajectory"]) == 3
+    assert len(json.loads(capsys.readouterr().out)["trajectory"]) == 6  # two passes of 2 steps + their ends
+    assert run(["--model", ckpt, "--json", "generate", "--steps", "2", "--seed", "4", "--refine", "0"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["trajectory"]) == 3 and out["refine"] == 0.0
     assert run(["--model", ckpt, "reconstruct", "--level", "0", "hello"]) == 0
     capsys.readouterr()
     assert run(["--model", ckpt, "--json", "generate", "--steps", "2", "--temperature", "0.5"]) == 0
     assert json.loads(capsys.readouterr().out)["temperature"] == 0.5
     assert run(["--model", ckpt, "generate", "--temperature", "0"]) == 2
     assert "temperature=0.0 is out of range" in capsys.readouterr().err
+    assert run(["--model", ckpt, "generate", "--refine", "1"]) == 2
+    assert "refine=1.0 is out of range" in capsys.readouterr().err
 
 
 def test_errors_are_one_line_with_status_2(ckpt, capsys):

@@ -162,7 +162,7 @@ def test_info_nce_ignores_zero_weight_rows_in_value_gradient_and_randomness():
 def test_same_seed_same_output_and_different_seed_differs(tiny_model, sentence):
     g1 = tiny_model.generate(steps=4, seed=3)
     g2 = tiny_model.generate(steps=4, seed=3)
-    assert g1.text == g2.text and len(g1.trajectory) == 5
+    assert g1.text == g2.text and len(g1.trajectory) == 10  # two passes (refine)
     r1 = tiny_model.infill(sentence, [(4, 9)], steps=3, seed=1)
     r2 = tiny_model.infill(sentence, [(4, 9)], steps=3, seed=1)
     assert r1.to_dict() == r2.to_dict()
@@ -333,16 +333,16 @@ def test_level1_auto_length_with_context_keeps_the_word_count_and_ranks_samples(
     import zonkey.infill as zi
 
     calls, decoded = [], []
-    real_candidates, real_decode = zi._candidates, zi._decode_scored
+    real_candidates, real_decode = zi._candidates, zi.decode_scored
     monkeypatch.setattr(zi, "_candidates", lambda *a: calls.append(a) or real_candidates(*a))
 
-    def decode(model, v):
-        decoded.append((v.shape[0], *real_decode(model, v)))
+    def decode(model, level, v):
+        decoded.append((v.shape[0], *real_decode(model, level, v)))
         return decoded[-1][1:]
 
-    monkeypatch.setattr(zi, "_decode_scored", decode)
-    runs, real_run = [], zi._run
-    monkeypatch.setattr(zi, "_run", lambda *a: runs.append(real_run(*a)) or runs[-1])
+    monkeypatch.setattr(zi, "decode_scored", decode)
+    runs, real_run = [], zi.run_canvas
+    monkeypatch.setattr(zi, "run_canvas", lambda *a: runs.append(real_run(*a)) or runs[-1])
     s = sentence.index("African")
     kept = set()
     for span, words in (((s, s + len("African")), 1), ((s, s + len("African equine")), 2)):
@@ -382,7 +382,7 @@ def test_decoder_confidence_is_the_mean_log_probability_of_the_read_bytes(tiny_m
 
     v = torch.randn(2, tiny_model.config.levels[1].d_model, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        text, conf = zi._decode_scored(tiny_model, v)
+        text, conf = zi.decode_scored(tiny_model, 1, v)
         x0 = decode_windows(tiny_model, 0, vectors_to_latents(tiny_model, 0, v))
         lp = F.log_softmax(char_logits(x0, tiny_model.embed.weight).float(), -1).max(-1).values
         assert text == decode_down(tiny_model, 1, v)
@@ -487,3 +487,55 @@ def test_seeded_draws_do_not_depend_on_the_target_device():
     assert pure_noise(2, 2, 3, generator=seeded(), device=torch.device("meta")).device.type == "meta"
     z = torch.zeros(2, 2, 3, device="meta")
     assert add_noise(z, torch.ones(2, device="meta"), generator=seeded()).device.type == "meta"
+
+
+def test_generate_refine_adds_a_second_pass_that_keeps_the_confident_words(tiny_model):
+    from zonkey.refine import refine, slot_confidence
+    from zonkey.samplers import DEFAULT_REFINE, DDMMSampler
+
+    one = tiny_model.generate(num_segments=2, steps=3, seed=5, refine=0)
+    two = tiny_model.generate(num_segments=2, steps=3, seed=5)  # the default second pass
+    assert (one.refine, two.refine) == (0.0, DEFAULT_REFINE) and two.to_dict()["refine"] == DEFAULT_REFINE
+    assert len(one.trajectory) == 4 and len(two.trajectory) == 8
+    # the first pass is the method's sampler, unchanged; the second starts again from t = 1
+    assert [s.to_dict() for s in two.trajectory[:4]] == [s.to_dict() for s in one.trajectory]
+    assert [s.step for s in two.trajectory] == list(range(8)) and two.trajectory[4].t == 1.0
+    assert two.text == two.trajectory[-1].text
+    # level 0 has no word slots: no second pass
+    l0 = tiny_model.generate(num_segments=2, steps=3, seed=5, level=0)
+    assert len(l0.trajectory) == 4 and l0.refine == 0.0
+
+    # the pass itself: the least confident fraction of each window's slots is re-infilled, the rest kept
+    lv = tiny_model.levels[1]
+    lc = tiny_model.config.levels[1]
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        sampler = DDMMSampler(lv)
+        sampler.set_timesteps(2)
+        z = pure_noise(1, lc.n_latents, lc.d_model, generator=g)
+        for t in sampler.timesteps:
+            z = sampler.step(z, t, generator=g).z
+        dec = sampler.final(z)
+        n = int((dec.logp[0].exp() > tiny_model.config.infill_threshold).sum().clamp_min(1))
+        conf = slot_confidence(tiny_model, 1, dec.x[0, :n])
+        # batched confidences equal the one-slot decodes
+        single = [zi_decode(tiny_model, dec.x[0, j : j + 1]) for j in range(n)]
+        assert conf.tolist() == pytest.approx(single, abs=1e-5)
+        frames = []
+        vectors, logp = refine(tiny_model, 1, dec, 0.5, 2, g, 1.0, lambda t, v, lp: frames.append(t))
+    low = set(conf.argsort()[: max(1, round(0.5 * n))].tolist())
+    assert vectors.shape == (n, lc.d_model) and frames == [1.0, 0.5] and logp.shape == (1, lc.seg_len)
+    for j in range(n):
+        assert torch.equal(vectors[j], dec.x[0, j]) == (j not in low)
+
+
+def zi_decode(model, v):
+    import zonkey.infill as zi
+
+    return zi.decode_scored(model, 1, v)[1]
+
+
+@pytest.mark.parametrize(("refine", "message"), [(-0.1, "out of range"), (1.0, "out of range"), ("x", "a number")])
+def test_refine_is_validated(tiny_model, refine, message):
+    with pytest.raises(ZonkeyInputError, match=message):
+        tiny_model.generate(steps=2, refine=refine)

@@ -14,7 +14,9 @@
   character-level AR baseline (with the baseline's own bits per character on held-out text), when
   `assets/models/baseline-ar-small` exists.
 Writes metrics.json and prints a table. Held-out text by default; any text file with --text-file.
-Infill and generation use the method's sampler (temperature 1) unless --temperature says otherwise.
+Infill and generation use the method's sampler (temperature 1) unless --temperature says otherwise;
+generation re-infills the library's default fraction of its least confident words in a second pass
+(`zonkey.refine`; --refine 0 for the method's sampler alone), recorded as "refine".
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from training.metrics import (
     word_starts,
 )
 from zonkey import Zonkey
+from zonkey.samplers import DEFAULT_REFINE
 
 BASELINE_DIR = Path("assets/models/baseline-ar-small")
 _WORD = re.compile(r"[A-Za-z]{3,}")
@@ -145,9 +148,11 @@ def eval_infill(
     }
 
 
-def eval_generation(model, vocab, n: int, steps: int, seed: int, heldout_text: list[str], temperature=1.0):
+def eval_generation(
+    model, vocab, n: int, steps: int, seed: int, heldout_text: list[str], temperature=1.0, refine=DEFAULT_REFINE
+):
     texts = [
-        model.generate(steps=steps, seed=seed + i, temperature=temperature).text
+        model.generate(steps=steps, seed=seed + i, temperature=temperature, refine=refine).text
         for i in tqdm(range(n), desc="generate", leave=False)
     ]
     joined = " ".join(texts)
@@ -181,9 +186,10 @@ def evaluate(
     steps: int = 20,
     seed: int = 0,
     temperature: float = 1.0,
+    refine: float = DEFAULT_REFINE,
 ) -> dict:
     """Every metric; `temperature` (default 1, the method's sampler) applies to infill and generation
-    and is recorded in the result only when it is not 1."""
+    and is recorded in the result only when it is not 1; `refine` applies to generation (recorded)."""
     torch.manual_seed(seed)
     model = Zonkey.from_pretrained(model_dir)
     if text_file:
@@ -206,6 +212,7 @@ def evaluate(
         "steps": steps,
         "seed": seed,
         **({"temperature": temperature} if temperature != 1.0 else {}),
+        "refine": refine,
     }
     metrics.update(eval_reconstruction(model, paras))
     metrics.update(eval_boundaries(model, paras))
@@ -213,7 +220,7 @@ def evaluate(
     metrics.update(eval_infill(model, sentences, vocab, 1, steps, seed, **temp))
     metrics.update(eval_infill(model, sentences, vocab, 1, steps, seed, level=0, tag_suffix="_l0", **temp))
     metrics.update(eval_infill(model, sentences[: n_sentences // 2], vocab, 3, steps, seed, **temp))
-    metrics.update(eval_generation(model, vocab, n_generate, steps, seed, paras[:20], **temp))
+    metrics.update(eval_generation(model, vocab, n_generate, steps, seed, paras[:20], **temp, refine=refine))
     metrics["eval_seconds"] = time.time() - t0
     return metrics
 
@@ -240,9 +247,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of infill and generation")
+    ap.add_argument("--refine", type=float, default=DEFAULT_REFINE, help="fraction of generated words re-infilled")
     a = ap.parse_args(argv)
     torch.set_num_threads(2)
-    m = evaluate(a.model, a.text_file, a.paragraphs, a.sentences, a.generate, a.steps, a.seed, a.temperature)
+    args = (a.text_file, a.paragraphs, a.sentences, a.generate, a.steps, a.seed, a.temperature, a.refine)
+    m = evaluate(a.model, *args)
     out = Path(a.out) if a.out else Path(a.model) / "metrics.json"
     out.write_text(json.dumps(m, indent=1) + "\n")
     print_table(m)

@@ -7,6 +7,7 @@ Examples:
   python -m zonkey infill "The zebra is an African equine." --span 16:23 --length keep
   python -m zonkey generate --steps 20 --seed 3 --json
   python -m zonkey generate --temperature 0.7   # more conservative, less varied text
+  python -m zonkey generate --refine 0          # one pass: no re-infilling of the least confident words
 Text may also come from a file (--file) or stdin ("-"). Errors are printed as one line to stderr
 with exit status 2; nothing is printed as a traceback.
 """
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperature", type=float, default=1.0, help="in (0, 2]; lower = more conservative (default 1)")
+    p.add_argument("--refine", type=float, default=None, help="share of words re-infilled, [0, 0.9]; 0 = one pass")
     return ap
 
 
@@ -120,7 +122,9 @@ def run(argv=None) -> int:
             )
             print(json.dumps(res.to_dict()) if args.json else res.text)
         else:
-            res = model.generate(args.num_segments, args.steps, args.seed, temperature=args.temperature)
+            res = model.generate(
+                args.num_segments, args.steps, args.seed, temperature=args.temperature, refine=args.refine
+            )
             print(json.dumps(res.to_dict()) if args.json else res.text)
     except (ZonkeyInputError, CheckpointError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -61,11 +61,17 @@ def vectors_to_latents(model, level: int, v: torch.Tensor) -> torch.Tensor:
     return to_sphere(v, rho(lc.n_latents * lc.d_model)).view(-1, lc.n_latents, lc.d_model)
 
 
-def decode_down(model, level: int, seq: torch.Tensor) -> str:
-    """(N, d_level) vectors of `level` -> text, decoding (t = 0) and stitching each level below."""
+def decode_to_bytes(model, level: int, seq: torch.Tensor) -> torch.Tensor:
+    """(N, d_level) vectors of `level` -> (n, d0) level-0 vectors, decoding (t = 0) and stitching
+    each level below."""
     for lv in range(level - 1, -1, -1):
         seq = decode_windows(model, lv, vectors_to_latents(model, lv, seq))
-    return read_text(model, seq)
+    return seq
+
+
+def decode_down(model, level: int, seq: torch.Tensor) -> str:
+    """(N, d_level) vectors of `level` -> text (`decode_to_bytes`, then `read_text`)."""
+    return read_text(model, decode_to_bytes(model, level, seq))
 
 
 def read_text(model, x: torch.Tensor) -> str:

@@ -45,7 +45,7 @@ from zonkey import codec
 from zonkey._utils import rho, to_sphere
 from zonkey.decoder import Decoded
 from zonkey.diffusion import pure_noise
-from zonkey.inference import decode_down, decode_windows, encode_ids, read_text, vectors_to_latents
+from zonkey.inference import decode_down, decode_to_bytes, encode_ids, read_text
 from zonkey.losses import char_logits
 from zonkey.outputs import InfillResult, TrajectoryStep
 from zonkey.samplers import DDMMSampler
@@ -92,7 +92,7 @@ def _harmonize(left: str, fill: str, right: str) -> str:
     return fill if fill.strip() else fill + "?"
 
 
-class _Canvas:
+class Canvas:
     """Candidate canvases of one level: known vectors, known mask, forced-existence length."""
 
     def __init__(self, x, known, exist_len, end=None):
@@ -120,7 +120,9 @@ class _Fills:
     read: Callable
 
 
-def _run(model, level: int, canvas: _Canvas, steps: int, g, score_fn, temperature: float = 1.0):
+def run_canvas(model, level: int, canvas: Canvas, steps: int, g, score_fn, temperature: float = 1.0):
+    """Denoise the canvases (decode, clamp the known slots, re-compress) -> (final decode,
+    score_fn of its unclamped prediction or None, every step's (t, clamped decode))."""
     lv = model.levels[level]
     lc = model.config.levels[level]
     valid = torch.arange(lc.seg_len, device=canvas.x.device)[None] < canvas.exist_len[:, None]
@@ -140,7 +142,7 @@ def _run(model, level: int, canvas: _Canvas, steps: int, g, score_fn, temperatur
         z = out.z
         frames.append((t, Decoded(out.x, raw["dec"].beta, out.logp)))
     dec = sampler.final(z, clamp=clamp)
-    return dec, score_fn(raw["dec"]), frames
+    return dec, None if score_fn is None else score_fn(raw["dec"]), frames
 
 
 def _context_bounds(model, left: str, right: str) -> tuple[list[int], list[int]]:
@@ -186,7 +188,7 @@ def _fill_level0(model, left: str, right: str, length, target_chars: int, steps:
     canvas_end = exist_len.clone() if right else None
     noise = pure_noise(n * S, 1, lc.d_model, generator=g, device=dev).view(n, S, lc.d_model)
     x = torch.where(known[..., None], x, noise)
-    canvas = _Canvas(x, known, exist_len, end=canvas_end)
+    canvas = Canvas(x, known, exist_len, end=canvas_end)
 
     def fill_of(dec, c):
         k = ks[c]
@@ -202,7 +204,7 @@ def _fill_level0(model, left: str, right: str, length, target_chars: int, steps:
         ex = (raw.logp * forced).sum(1) / forced.sum(1).clamp_min(1)
         return known_ll + ex
 
-    dec, scores, frames = _run(model, 0, canvas, steps, g, score, temperature)
+    dec, scores, frames = run_canvas(model, 0, canvas, steps, g, score, temperature)
     return _Fills([fill_of(dec, c) for c in range(n)], scores, dec, frames, fill_of)
 
 
@@ -212,11 +214,10 @@ def _word_vectors(model, text: str) -> torch.Tensor:
     return encode_ids(model, codec.encode(text), top=0)[0].z.flatten(1)  # (n, d1)
 
 
-def _decode_scored(model, v: torch.Tensor) -> tuple[str, float]:
-    """(k, d1) word vectors -> (their text, the level-0 decoder's confidence in it): the mean log
-    probability of the most probable byte at every decoded position."""
-    x0 = decode_windows(model, 0, vectors_to_latents(model, 0, v))  # (N, d0)
-    logits = char_logits(x0, model.embed.weight).float()
+def decode_scored(model, level: int, v: torch.Tensor) -> tuple[str, float]:
+    """(k, d) vectors of `level` -> (their text, the level-0 decoder's confidence in it): the mean
+    log probability of the most probable byte at every decoded position."""
+    logits = char_logits(decode_to_bytes(model, level, v), model.embed.weight).float()  # (n, 256)
     conf = F.log_softmax(logits, -1).max(-1).values.mean()
     return codec.decode_scores(logits.cpu().numpy()), float(conf)
 
@@ -251,7 +252,7 @@ def _fill_level1(model, left: str, right: str, length, target_chars: int, steps:
                 x[c, p], known[c, p] = v, True
         exist_len[c] = len(seq) if b > 0 else a
         starts.append(a)
-    canvas = _Canvas(x, known, exist_len)
+    canvas = Canvas(x, known, exist_len)
     thr = model.config.infill_threshold
 
     def slots(dec, c):
@@ -268,8 +269,8 @@ def _fill_level1(model, left: str, right: str, length, target_chars: int, steps:
         ex = (raw.logp * forced).sum(1) / forced.sum(1).clamp_min(1)
         return known_cos + ex
 
-    dec, scores, frames = _run(model, 1, canvas, steps, g, score, temperature)
-    fills, confidence = zip(*(_decode_scored(model, slots(dec, c)) for c in range(n)))
+    dec, scores, frames = run_canvas(model, 1, canvas, steps, g, score, temperature)
+    fills, confidence = zip(*(decode_scored(model, 1, slots(dec, c)) for c in range(n)))
     if fixed:  # as many words as the span had first, then the decoder's confidence
         scores = torch.tensor([cf - abs(len(f.split()) - words) for f, cf in zip(fills, confidence)])
     return _Fills(list(fills), scores, dec, frames, lambda d, c: decode_down(model, 1, slots(d, c)))

@@ -88,11 +88,13 @@ class Zonkey(nn.Module):
         return infill(self, text, spans, level, length, steps, seed, callback=callback, temperature=temperature)
 
     def generate(
-        self, num_segments=None, steps: int = 20, seed: int = 0, callback=None, level=None, temperature: float = 1.0
+        self, num_segments=None, steps: int = 20, seed: int = 0, callback=None, level=None, temperature=1.0, refine=None
     ):
-        from zonkey.samplers import generate
+        """`refine=None`: the default fraction of word slots re-infilled (`zonkey.samplers.DEFAULT_REFINE`)."""
+        from zonkey.samplers import DEFAULT_REFINE, generate
 
-        return generate(self, num_segments, steps, seed, callback=callback, level=level, temperature=temperature)
+        refine = DEFAULT_REFINE if refine is None else refine
+        return generate(self, num_segments, steps, seed, callback, level, temperature, refine)
 
     # ---- checkpoints ------------------------------------------------------------------------
     def save_pretrained(self, path, dtype: torch.dtype | None = None) -> None:

@@ -108,6 +108,7 @@ class GenerationResult:
     seed: int
     steps: int
     temperature: float = 1.0
+    refine: float = 0.0
 
     def to_dict(self) -> dict:
         return {
@@ -115,6 +116,7 @@ class GenerationResult:
             "seed": self.seed,
             "steps": self.steps,
             "temperature": self.temperature,
+            "refine": self.refine,
             "trajectory": [s.to_dict() for s in self.trajectory],
         }
 

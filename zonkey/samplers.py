@@ -4,13 +4,15 @@ Each step re-noises the current latent to the step's noise level (fixes P2: the 
 re-noised), decodes it, lets an optional `clamp` hook overwrite known content in data space (used
 by infilling), and re-compresses the prediction. A final decode at t = 0 ends the loop.
 Generation then cuts the top level at its existence threshold and decodes down level by level,
-cutting every level at its real stitched length (fixes P20).
+cutting every level at its real stitched length (fixes P20). By default a second pass then
+re-infills the least confident fraction of the generated word slots (`refine`, `zonkey.refine`;
+not in the method: `refine=0` is the method's sampler alone).
 
 Temperature (not in the method; 1 = the method's sampler) scales the Gaussian noise of each
 re-noising step while the decoder is still told the step's nominal t: below 1 the latent keeps
 more of the previous prediction than the decoder expects, so the text is more conservative and less
 varied (`zonkey-small`, standard evaluation of `training/evaluate.py`: valid generated words
-0.66 / 0.72 / 0.76 and distinct-2 0.86 / 0.78 / 0.67 at temperature 1 / 0.7 / 0.5). The first
+0.66 / 0.72 / 0.76 and distinct-2 0.86 / 0.78 / 0.67 at temperature 1 / 0.7 / 0.5, refine 0). The first
 latent is pure noise on the sphere whatever the temperature.
 
 Axes: m windows, c latents, s window length, d dim.
@@ -26,7 +28,9 @@ from zonkey.decoder import Decoded
 from zonkey.diffusion import add_noise, pure_noise
 from zonkey.inference import decode_down
 from zonkey.outputs import GenerationResult, TrajectoryStep
-from zonkey.validation import MAX_SEGMENTS, ZonkeyInputError, check_seed, check_steps, check_temperature
+from zonkey.validation import MAX_SEGMENTS, ZonkeyInputError, check_refine, check_seed, check_steps, check_temperature
+
+DEFAULT_REFINE = 0.3  # fraction of generated word slots re-infilled by default (zonkey.refine)
 
 
 @dataclass
@@ -81,10 +85,15 @@ def generate(
     callback=None,
     level: int | None = None,
     temperature: float = 1.0,
+    refine: float = DEFAULT_REFINE,
 ) -> GenerationResult:
     """Unconditional generation: `num_segments` segments (default 1) sampled from noise at `level`
-    (default: the top level), then decoded down to text; `temperature` as in the module docstring."""
+    (default: the top level), then decoded down to text; `temperature` as in the module docstring.
+    `refine`: the fraction of the generated word slots re-infilled in a second pass (`zonkey.refine`;
+    0 = the method's sampler alone); it applies when sampling at level 1 or above (the result
+    records 0 otherwise)."""
     steps, seed, temperature = check_steps(steps), check_seed(seed), check_temperature(temperature)
+    refine = check_refine(refine)
     k = 1 if num_segments is None else num_segments
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_SEGMENTS:
         raise ZonkeyInputError(f"num_segments={num_segments!r} is invalid; use None or an int in 1..{MAX_SEGMENTS}.")
@@ -102,17 +111,23 @@ def generate(
     z = pure_noise(k, lc.n_latents, lc.d_model, generator=g, device=model.device)
     trajectory = []
 
-    def report(i, t, x, logp):
-        text = decode_down(model, top, cut_at_existence(x, logp, thr))
-        st = TrajectoryStep(i, t, top, text, [(0, len(text))], logp.exp().flatten().tolist())
+    def report(t, vectors, logp):  # vectors: (N, d) the kept slots of every window, in order
+        text = decode_down(model, top, vectors)
+        st = TrajectoryStep(len(trajectory), t, top, text, [(0, len(text))], logp.exp().flatten().tolist())
         trajectory.append(st)
         if callback is not None:
             callback(st)
 
-    for i, t in enumerate(sampler.timesteps):
+    for t in sampler.timesteps:
         out = sampler.step(z, t, generator=g)
         z = out.z
-        report(i, t, out.x, out.logp)
+        report(t, cut_at_existence(out.x, out.logp, thr), out.logp)
     dec = sampler.final(z)
-    report(len(sampler.timesteps), 0.0, dec.x, dec.logp)
-    return GenerationResult(trajectory[-1].text, trajectory, seed, steps, temperature)
+    report(0.0, cut_at_existence(dec.x, dec.logp, thr), dec.logp)
+    refine = refine if top > 0 else 0.0  # level 0 has no word slots to re-infill
+    if refine > 0:  # second pass: the least confident words re-infilled
+        from zonkey.refine import refine as refine_pass  # (it builds on zonkey.infill, which imports this module)
+
+        vectors, logp = refine_pass(model, top, dec, refine, steps, g, temperature, report)
+        report(0.0, vectors, logp)
+    return GenerationResult(trajectory[-1].text, trajectory, seed, steps, temperature, refine)

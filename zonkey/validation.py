@@ -11,6 +11,7 @@ MAX_SPANS = 8  # most spans per infill call
 MAX_SEGMENTS = 8  # most top-level segments per generate call
 MAX_FILL_CHARS = 200  # most characters requested for one fill with an int `length`
 MAX_TEMPERATURE = 2.0  # largest sampling temperature (noise scale of the sampler's re-noising)
+MAX_REFINE = 0.9  # largest fraction of generated word slots re-infilled (`generate(refine=...)`)
 GAP_MARKERS = ("___", "[...]")
 _GAP_RE = re.compile(r"_{3,}|\[\.\.\.\]")
 
@@ -43,6 +44,20 @@ def check_temperature(temperature) -> float:
             "(1 = the default sampler; lower = more conservative, less varied text)."
         )
     return t
+
+
+def check_refine(refine) -> float:
+    """The fraction of generated word slots to re-infill: a real number in [0, MAX_REFINE] (0 = the
+    method's sampler, no second pass)."""
+    if isinstance(refine, bool) or not isinstance(refine, (int, float)):
+        raise ZonkeyInputError(f"refine must be a number, got {refine!r}.")
+    r = float(refine)
+    if not 0.0 <= r <= MAX_REFINE:  # also refuses nan
+        raise ZonkeyInputError(
+            f"refine={refine} is out of range; use a fraction from 0 (no second pass) to {MAX_REFINE:g} "
+            "of the generated words to re-infill."
+        )
+    return r
 
 
 def check_steps(steps) -> int:

@@ -101,24 +101,27 @@ def test_replay_scrubber_changes_the_displayed_step(page, plog, app_url, shot):
     assert plog.errors() == []
 
 
-def test_generate_at_a_chosen_temperature_gives_the_models_own_sample(page, plog, app_url, models, shot):
+def test_generate_at_a_chosen_temperature_and_refine_gives_the_models_own_sample(page, plog, app_url, models, shot):
     open_app(page, app_url)
     page.get_by_role("tab", name="Generate").click()
-    box = page.locator("#gen-temperature input[type=number]")
-    box.fill("0.5")
-    box.press("Enter")
+    for elem, value in (("gen-temperature", "0.5"), ("gen-refine", "0.5")):
+        box = page.locator(f"#{elem} input[type=number]")
+        box.fill(value)
+        box.press("Enter")
     page.click("#gen-run")
     page.wait_for_selector("#gen-export", state="visible")
     model = models.get("").model
-    cold, default = model.generate(steps=20, seed=0, temperature=0.5), model.generate(steps=20, seed=0)
+    cold, default = model.generate(steps=20, seed=0, temperature=0.5, refine=0.5), model.generate(steps=20, seed=0)
     assert [st.existence for st in cold.trajectory] != [st.existence for st in default.trajectory]
     assert page.locator("#gen-view .zk-text").inner_text()  # shown (control characters as visible symbols)
+    assert "second pass" in caption(page, "gen")  # the last frame belongs to the re-infilling pass
     shot(page, "generated-cold")
     with page.expect_download() as download:
         page.click("#gen-export")
     exported = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
     assert exported["settings"]["temperature"] == 0.5 and exported["result"]["temperature"] == 0.5
-    assert exported["result"]["text"] == cold.text  # the model's own sample at that temperature
+    assert exported["settings"]["refine"] == 0.5 and exported["result"]["refine"] == 0.5
+    assert exported["result"]["text"] == cold.text  # the model's own sample at those settings
     assert plog.errors() == []
 
 
