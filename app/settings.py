@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from zonkey.samplers import DEFAULT_REFINE  # noqa: F401  (fraction of generated words re-infilled)
 from zonkey.validation import (
+    DEFAULT_REFINE,  # noqa: F401  (the app's default is the library's)
     MAX_FILL_CHARS,
     MAX_REFINE,
     MAX_SEGMENTS,

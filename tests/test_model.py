@@ -491,7 +491,8 @@ def test_seeded_draws_do_not_depend_on_the_target_device():
 
 def test_generate_refine_adds_a_second_pass_that_keeps_the_confident_words(tiny_model):
     from zonkey.refine import refine, slot_confidence
-    from zonkey.samplers import DEFAULT_REFINE, DDMMSampler
+    from zonkey.samplers import DDMMSampler
+    from zonkey.validation import DEFAULT_REFINE
 
     one = tiny_model.generate(num_segments=2, steps=3, seed=5, refine=0)
     two = tiny_model.generate(num_segments=2, steps=3, seed=5)  # the default second pass

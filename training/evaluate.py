@@ -42,7 +42,7 @@ from training.metrics import (
     word_starts,
 )
 from zonkey import Zonkey
-from zonkey.samplers import DEFAULT_REFINE
+from zonkey.validation import DEFAULT_REFINE
 
 BASELINE_DIR = Path("assets/models/baseline-ar-small")
 _WORD = re.compile(r"[A-Za-z]{3,}")

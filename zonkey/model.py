@@ -90,8 +90,9 @@ class Zonkey(nn.Module):
     def generate(
         self, num_segments=None, steps: int = 20, seed: int = 0, callback=None, level=None, temperature=1.0, refine=None
     ):
-        """`refine=None`: the default fraction of word slots re-infilled (`zonkey.samplers.DEFAULT_REFINE`)."""
-        from zonkey.samplers import DEFAULT_REFINE, generate
+        """`refine=None`: the default fraction of word slots re-infilled (`zonkey.validation.DEFAULT_REFINE`)."""
+        from zonkey.samplers import generate
+        from zonkey.validation import DEFAULT_REFINE
 
         refine = DEFAULT_REFINE if refine is None else refine
         return generate(self, num_segments, steps, seed, callback, level, temperature, refine)

@@ -28,9 +28,15 @@ from zonkey.decoder import Decoded
 from zonkey.diffusion import add_noise, pure_noise
 from zonkey.inference import decode_down
 from zonkey.outputs import GenerationResult, TrajectoryStep
-from zonkey.validation import MAX_SEGMENTS, ZonkeyInputError, check_refine, check_seed, check_steps, check_temperature
-
-DEFAULT_REFINE = 0.3  # fraction of generated word slots re-infilled by default (zonkey.refine)
+from zonkey.validation import (
+    DEFAULT_REFINE,
+    MAX_SEGMENTS,
+    ZonkeyInputError,
+    check_refine,
+    check_seed,
+    check_steps,
+    check_temperature,
+)
 
 
 @dataclass

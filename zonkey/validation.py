@@ -12,6 +12,7 @@ MAX_SEGMENTS = 8  # most top-level segments per generate call
 MAX_FILL_CHARS = 200  # most characters requested for one fill with an int `length`
 MAX_TEMPERATURE = 2.0  # largest sampling temperature (noise scale of the sampler's re-noising)
 MAX_REFINE = 0.9  # largest fraction of generated word slots re-infilled (`generate(refine=...)`)
+DEFAULT_REFINE = 0.3  # the fraction re-infilled by default (`zonkey.refine`)
 GAP_MARKERS = ("___", "[...]")
 _GAP_RE = re.compile(r"_{3,}|\[\.\.\.\]")
 
