@@ -69,7 +69,7 @@ def frame(replay: dict, i: int) -> dict:
     return {
         "view": plots.filled_html(st.text, st.filled),
         "caption": step_caption(
-            st, replay["total"], replay["elapsed"] if i == len(steps) - 1 else None, replay.get("kind", "infill")
+            st, replay["total"], replay["elapsed"] if i == len(steps) - 1 else None, replay["kind"]
         ),
         "existence": plots.existence_figure(st.existence, st.level, st.step),
         "heatmap": heat,

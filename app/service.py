@@ -215,7 +215,9 @@ class ModelService:
         with self._lock:
             return self.model.infill(text, spans, level, length, steps, seed, temperature=temperature)
 
-    def generate(self, *, num_segments=None, steps=20, seed=0, temperature=1.0, refine=None) -> GenerationResult:
+    def generate(
+        self, *, num_segments=None, steps=20, seed=0, temperature=1.0, refine=settings.DEFAULT_REFINE
+    ) -> GenerationResult:
         self._require()
         with self._lock:
             return self.model.generate(num_segments, steps, seed, temperature=temperature, refine=refine)
@@ -230,7 +232,9 @@ class ModelService:
             threshold,
         )
 
-    def generate_stream(self, *, num_segments=None, steps=20, seed=0, temperature=1.0, refine=None, threshold=0.5):
+    def generate_stream(
+        self, *, num_segments=None, steps=20, seed=0, temperature=1.0, refine=settings.DEFAULT_REFINE, threshold=0.5
+    ):
         self._require()
         return self._stream(
             lambda cb: self.model.generate(num_segments, steps, seed, cb, temperature=temperature, refine=refine),

@@ -18,7 +18,7 @@ import argparse
 import json
 import sys
 
-from zonkey.validation import ZonkeyInputError, find_gap_markers
+from zonkey.validation import DEFAULT_REFINE, ZonkeyInputError, find_gap_markers
 
 
 def _span(s: str) -> tuple[int, int]:
@@ -76,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperature", type=float, default=1.0, help="in (0, 2]; lower = more conservative (default 1)")
-    p.add_argument("--refine", type=float, default=None, help="share of words re-infilled, [0, 0.9]; 0 = one pass")
+    p.add_argument(
+        "--refine", type=float, default=DEFAULT_REFINE, help="share of words re-infilled, [0, 0.9]; 0 = one pass"
+    )
     return ap
 
 

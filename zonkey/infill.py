@@ -214,12 +214,16 @@ def _word_vectors(model, text: str) -> torch.Tensor:
     return encode_ids(model, codec.encode(text), top=0)[0].z.flatten(1)  # (n, d1)
 
 
+def byte_confidence(logits: torch.Tensor) -> torch.Tensor:
+    """(..., 256) byte scores -> (...,) the log probability of the most probable byte."""
+    return F.log_softmax(logits.float(), -1).max(-1).values
+
+
 def decode_scored(model, level: int, v: torch.Tensor) -> tuple[str, float]:
     """(k, d) vectors of `level` -> (their text, the level-0 decoder's confidence in it): the mean
-    log probability of the most probable byte at every decoded position."""
+    `byte_confidence` over the decoded positions."""
     logits = char_logits(decode_to_bytes(model, level, v), model.embed.weight).float()  # (n, 256)
-    conf = F.log_softmax(logits, -1).max(-1).values.mean()
-    return codec.decode_scores(logits.cpu().numpy()), float(conf)
+    return codec.decode_scores(logits.cpu().numpy()), float(byte_confidence(logits).mean())
 
 
 def _fill_level1(model, left: str, right: str, length, target_chars: int, steps: int, g, temperature, words: int = 1):

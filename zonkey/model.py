@@ -18,6 +18,7 @@ from torch import nn
 from zonkey.config import ZonkeyConfig
 from zonkey.level import ZonkeyLevel
 from zonkey.outputs import ForwardOutput
+from zonkey.validation import DEFAULT_REFINE
 
 
 class Zonkey(nn.Module):
@@ -88,13 +89,17 @@ class Zonkey(nn.Module):
         return infill(self, text, spans, level, length, steps, seed, callback=callback, temperature=temperature)
 
     def generate(
-        self, num_segments=None, steps: int = 20, seed: int = 0, callback=None, level=None, temperature=1.0, refine=None
+        self,
+        num_segments=None,
+        steps: int = 20,
+        seed: int = 0,
+        callback=None,
+        level=None,
+        temperature=1.0,
+        refine=DEFAULT_REFINE,
     ):
-        """`refine=None`: the default fraction of word slots re-infilled (`zonkey.validation.DEFAULT_REFINE`)."""
         from zonkey.samplers import generate
-        from zonkey.validation import DEFAULT_REFINE
 
-        refine = DEFAULT_REFINE if refine is None else refine
         return generate(self, num_segments, steps, seed, callback, level, temperature, refine)
 
     # ---- checkpoints ------------------------------------------------------------------------

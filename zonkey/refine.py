@@ -18,13 +18,13 @@ Axes: m windows, r samples per window, s window slots, d dim.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from zonkey._utils import rho, to_sphere
 from zonkey.decoder import Decoded
 from zonkey.inference import vectors_to_latents
-from zonkey.infill import SAMPLES, Canvas, decode_scored, run_canvas
+from zonkey.infill import SAMPLES, Canvas, byte_confidence, decode_scored, run_canvas
 from zonkey.losses import char_logits
+from zonkey.samplers import kept_lengths
 
 
 def slot_confidence(model, level: int, v: torch.Tensor) -> torch.Tensor:
@@ -34,8 +34,8 @@ def slot_confidence(model, level: int, v: torch.Tensor) -> torch.Tensor:
         return torch.tensor([decode_scored(model, level, v[j : j + 1])[1] for j in range(v.shape[0])])
     lv = model.levels[0]
     dec = lv.decoder(vectors_to_latents(model, 0, v), torch.zeros(v.shape[0], device=v.device))  # (n, s, d0)
-    n_bytes = (dec.logp.exp() > model.config.infill_threshold).sum(-1).clamp_min(1)  # a lone window's cut
-    best = F.log_softmax(char_logits(dec.x, model.embed.weight).float(), -1).max(-1).values  # (n, s)
+    n_bytes = kept_lengths(dec.logp, model.config.infill_threshold)  # a lone window's cut (the stitcher's)
+    best = byte_confidence(char_logits(dec.x, model.embed.weight))  # (n, s)
     alive = torch.arange(best.shape[1], device=v.device)[None] < n_bytes[:, None]
     return ((best * alive).sum(1) / n_bytes).cpu()
 
@@ -47,7 +47,7 @@ def refine(model, level: int, dec: Decoded, fraction: float, steps: int, g, temp
     lc = model.config.levels[level]
     S, thr, R = lc.seg_len, model.config.infill_threshold, SAMPLES
     m = dec.x.shape[0]
-    keep = (dec.logp.exp() > thr).sum(-1).clamp_min(1).tolist()  # as `cut_at_existence`
+    keep = kept_lengths(dec.logp, thr).tolist()  # the slots `cut_at_existence` keeps
     mask_vec = to_sphere(model.levels[level].mask_vector.detach(), rho(lc.d_model))
     x = torch.zeros(m * R, S, lc.d_model, device=dec.x.device)
     known = torch.zeros(m * R, S, dtype=torch.bool, device=dec.x.device)

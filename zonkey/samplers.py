@@ -76,9 +76,14 @@ class DDMMSampler:
         return clamp(dec) if clamp is not None else dec
 
 
+def kept_lengths(logp: torch.Tensor, threshold: float) -> torch.Tensor:
+    """(m, s) existence -> (m,) how many slots of each window exist (above threshold; at least 1)."""
+    return (logp.exp() > threshold).sum(-1).clamp_min(1)
+
+
 def cut_at_existence(x: torch.Tensor, logp: torch.Tensor, threshold: float) -> torch.Tensor:
     """(m, s, d), (m, s) -> (N, d): each window's prefix whose existence exceeds threshold (>= 1)."""
-    keep = (logp.exp() > threshold).sum(-1).clamp_min(1)  # (m,)
+    keep = kept_lengths(logp, threshold)  # (m,)
     return torch.cat([x[i, : int(k)] for i, k in enumerate(keep)], dim=0)
 
 
