@@ -387,6 +387,8 @@ def test_soften_bos_scales_the_logits_keeps_their_order_and_needs_init(tmp_path)
             _cfg(tmp_path, "x", init_from="somewhere", soften_bos=bad)
     with pytest.raises(ValueError, match="set init_from"):
         _cfg(tmp_path, "x", soften_bos=0.1)
+    with pytest.raises(ValueError, match="soften_bos_level=-1 must be >= 0"):
+        _cfg(tmp_path, "x", init_from="somewhere", soften_bos=0.1, soften_bos_level=-1)
     torch.manual_seed(0)
     model = Zonkey(ZonkeyConfig.preset("tiny")).eval()
     head = model.levels[0].splitter

@@ -106,7 +106,8 @@ def stage_line(t: dict) -> str:
     if tc.get("respread_rows"):
         what += f"; byte embedding rows {tc['respread_rows']} re-spread around their mean direction first"
     if tc.get("soften_bos", 1.0) != 1.0:
-        what += f"; the level-0 BOS head's output layer scaled by {tc['soften_bos']} first"
+        softened = tc.get("soften_bos_level", 0)
+        what += f"; the level-{softened} BOS head's output layer scaled by {tc['soften_bos']} first"
     for i, lv in enumerate((tc.get("model_overrides") or {}).get("levels") or []):
         if lv.get("short_len"):
             what += f"; short-segment floor {lv['short_len']} at level {i}"

@@ -75,8 +75,10 @@ class TrainConfig:
     # every other parameter is frozen; "" = no restriction. Needs init_from (the frozen part must be trained)
     respread_rows: str = ""  # "lo-hi": after init_from, byte embedding rows lo..hi are re-spread around their mean
     # direction (`respread_embedding_rows`), undoing a collapse of rare bytes' tied embeddings; "" = untouched
-    soften_bos: float = 1.0  # after init_from, the level-0 BOS head's output layer is multiplied by this factor
-    # (`soften_bos_output`): < 1 brings saturated logits back to where the losses move them; 1 = untouched
+    soften_bos: float = 1.0  # after init_from, the BOS head of level `soften_bos_level` has its output layer
+    # multiplied by this factor (`soften_bos_output`): < 1 brings saturated logits back to where the losses move
+    # them; 1 = untouched
+    soften_bos_level: int = 0
     seed: int = 0
     log_every: int = 10
     eval_every: int = 250
@@ -117,6 +119,8 @@ class TrainConfig:
                 raise ValueError("TrainConfig.respread_rows re-spreads trained embedding rows; set init_from")
         if check_soften_factor(self.soften_bos) != 1.0 and not self.init_from:
             raise ValueError("TrainConfig.soften_bos rescales a trained splitter; set init_from")
+        if self.soften_bos_level < 0:
+            raise ValueError(f"TrainConfig.soften_bos_level={self.soften_bos_level} must be >= 0")
         if self.frozen_levels and self.init_levels and self.init_levels < self.frozen_levels:
             raise ValueError(
                 f"TrainConfig.init_levels={self.init_levels} < frozen_levels={self.frozen_levels}: "
@@ -301,7 +305,11 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
         if cfg.respread_rows:
             respread_embedding_rows(model.embed.weight, *parse_row_range(cfg.respread_rows), seed=cfg.seed)
         if cfg.soften_bos != 1.0:
-            soften_bos_output(model.levels[0].splitter, cfg.soften_bos)
+            if cfg.soften_bos_level >= len(model.levels):
+                raise ValueError(
+                    f"TrainConfig.soften_bos_level={cfg.soften_bos_level}: the model has {len(model.levels)} levels"
+                )
+            soften_bos_output(model.levels[cfg.soften_bos_level].splitter, cfg.soften_bos)
     freeze_lower_levels(model, cfg.frozen_levels)  # on resume the weights come from state.pt
     restrict_training(model, cfg.train_only)
     trainable = [p for p in model.parameters() if p.requires_grad]

@@ -226,7 +226,9 @@ def decode_scored(model, level: int, v: torch.Tensor) -> tuple[str, float]:
     return codec.decode_scores(logits.cpu().numpy()), float(byte_confidence(logits).mean())
 
 
-def _fill_level1(model, left: str, right: str, length, target_chars: int, steps: int, g, temperature, words: int = 1):
+def _fill_level1(
+    model, left: str, right: str, length, target_chars: int, steps: int, g, temperature, words=1, samples=SAMPLES
+):
     lc = model.config.levels[1]
     S = lc.seg_len
     wl, wr = _word_vectors(model, left.rstrip()), _word_vectors(model, right)
@@ -237,7 +239,7 @@ def _fill_level1(model, left: str, right: str, length, target_chars: int, steps:
     # a gap with right context and length="auto": one slot per word of the span, SAMPLES samples
     # ranked by the decoder's confidence (see the module docstring); an open end still searches
     fixed = length == "auto" and bool(right.strip())
-    ks = [min(words, k_max)] * SAMPLES if fixed else _candidates(k_est, length, k_max)
+    ks = [min(words, k_max)] * samples if fixed else _candidates(k_est, length, k_max)
     n = len(ks)
     mask_vec = to_sphere(model.levels[1].mask_vector.detach(), rho(lc.d_model))
     dev = model.device

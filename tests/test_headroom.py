@@ -1,0 +1,95 @@
+"""training/headroom.py: the two pure rules on hand-made cases, and both measurements end to end (their
+invariants, not the numbers): the word table and the infill measurement on the shipped zonkey-small (a
+random model's level 0 does not cut at word starts), the rest on a seeded tiny model."""
+
+import pytest
+import torch
+
+from training.headroom import (
+    SAMPLE_COUNTS,
+    boundary_headroom,
+    ceiling_starts,
+    infill_headroom,
+    mlm_prediction,
+    ranking_auc,
+    word_table,
+)
+from zonkey import Zonkey, ZonkeyConfig
+
+TEXTS = [
+    "The cat sat on the mat. The dog ran to the park and the cat ran after it.",
+    "A river flows to the sea. Rivers carry water, sand and stones to the sea.",
+] * 3
+SENTENCES = [
+    "The river carried sand and stones to the sea.",
+    "A dog ran after the cat in the park.",
+    "Water flows from the hills to the sea.",
+]
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return Zonkey(ZonkeyConfig.preset("tiny")).eval()
+
+
+@pytest.fixture(scope="module")
+def small():
+    return Zonkey.from_pretrained("assets/models/zonkey-small").eval()
+
+
+def test_ranking_auc_counts_pairs_and_ties():
+    assert ranking_auc([2, 3], [1]) == 1.0
+    assert ranking_auc([0], [1, 2]) == 0.0
+    assert ranking_auc([1], [1]) == 0.5
+    assert ranking_auc([1, 3], [2]) == 0.5
+    assert ranking_auc([], [1]) == 0.5
+
+
+def test_ceiling_starts_take_every_sentence_start_and_the_forced_ones():
+    units = [0, 4, 8, 12, 16, 20, 24, 28]  # level-0 segments every 4 characters
+    # a sentence starts at 13 (one character after the unit at 12): kept; then 3 units without one force a start
+    assert ceiling_starts(units, [0, 13], seg_len=3) == [0, 12, 24]
+    assert ceiling_starts(units, [0], seg_len=8) == [0]
+    assert ceiling_starts(units, [0], seg_len=2) == [0, 8, 16, 24]
+
+
+def test_word_table_holds_single_segment_words_as_unit_vectors(small, model):
+    words, V, logc = word_table(small, TEXTS, min_count=2)
+    assert {"the", "sea", "cat"} <= set(words)
+    assert len(words) == len(set(words)) == V.shape[0] == logc.shape[0] > 0
+    torch.testing.assert_close(V.norm(dim=-1), torch.ones(len(words)))
+    for w in ("the", "sea"):
+        c = sum(t.split().count(w) for t in TEXTS)
+        assert logc[words.index(w)].exp().round() >= c  # counted over the texts (punctuation stripped)
+    with pytest.raises(ValueError, match="one level-0 segment"):
+        word_table(model, TEXTS, min_count=2)  # random weights: no word is one segment
+
+
+def test_mlm_prediction_is_deterministic(model):
+    with torch.inference_mode():
+        a = mlm_prediction(model, "The river carried ", " and stones to the sea.")
+        b = mlm_prediction(model, "The river carried ", " and stones to the sea.")
+    assert a.shape == (model.config.levels[1].d_model,)
+    assert torch.equal(a, b)
+
+
+def test_infill_headroom_rates_are_rates_and_grow_with_the_samples(small):
+    h = infill_headroom(small, SENTENCES, TEXTS, seed=0, steps=2, counts=(1, 2, 4), min_count=2)
+    assert h["infill_1w_n"] == len(SENTENCES)
+    rates = [h[f"infill_1w_among_{k}_samples"] for k in (1, 2, 4)]
+    assert rates == sorted(rates)  # the first k samples are a prefix of the first 2k
+    for key, v in h.items():
+        if key.startswith("infill_1w_") and key != "infill_1w_n":
+            assert 0.0 <= v <= 1.0, key
+    assert set(SAMPLE_COUNTS) == {8, 16, 32, 64}
+
+
+def test_boundary_headroom_ceiling_beats_nothing_and_auc_is_a_probability(model):
+    paras = ["One two three. Four five six seven. Eight nine ten eleven twelve. Thirteen."] * 2
+    h = boundary_headroom(model, paras)
+    assert 0.0 <= h["l1_sentence_auc"] <= 1.0
+    assert h["l1_sentence_ceiling_recall"] > 0.0
+    assert 0.0 < h["l1_sentence_ceiling_f1"] <= 1.0
+    assert h["l1_seg_len"] == model.config.levels[1].seg_len
+    assert not model.levels[1].splitter.out._forward_hooks  # the hook is removed

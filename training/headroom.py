@@ -1,0 +1,232 @@
+"""How far a checkpoint could go on two goals of `training/evaluate.py`, measured rather than assumed:
+exact single-word infill and level-1 boundaries at sentence starts.
+
+  python -m training.headroom --model assets/models/zonkey-small [--sentences 100] [--paragraphs 60] [--out F]
+
+Single-word infill, on the gaps of `training.evaluate` (same held-out sentences, seed and masked words):
+- samples: how often the original word is among the first N fills the level-1 sampler draws for the
+  gap in one batch (`infill` ranks 8), so no ranking of those samples can do better;
+- the level-1 MLM head as a classifier: the gap is one mask slot in a level-1 window of the
+  context's word vectors (as in training's MLM term), and the compressor's output at the slot is
+  scored, as InfoNCE scores it (2 atanh cos), against the word vector of every training word (case
+  kept, at least `min_count` occurrences) that level 0 reads as one segment. Top-1 exact alone and
+  with the log unigram count added: InfoNCE with negatives drawn from the data learns
+  p(word | context) / p(word), so adding log p(word) gives the posterior. The unigram prior alone
+  (always the most frequent word) is the floor;
+Level-1 boundaries, on the held-out paragraphs of `training.evaluate`:
+- AUC: how well the level-1 splitter's score (before the sigmoid, which saturates) ranks the level-0
+  segments that begin a sentence (+-1 character) above the other level-0 segments;
+- ceiling: the F1 (+-1, as in evaluate) of the best segmentation a level-1 splitter can make on
+  this level 0: a start at every level-0 segment that begins a sentence, plus the starts the
+  coverage rule forces after S level-0 segments without one.
+Prints two tables and writes JSON with --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import random
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from training.data import heldout_sentences, local_split
+from training.evaluate import mask_words, paragraphs
+from training.metrics import boundary_prf, sentence_starts
+from zonkey import Zonkey, codec
+from zonkey._utils import rho, to_sphere
+from zonkey.inference import encode_ids
+from zonkey.infill import _fill_level1, _word_vectors
+from zonkey.losses import cos_logits
+
+_WORD = re.compile(r"[A-Za-z]+")
+SAMPLE_COUNTS = (8, 16, 32, 64)
+
+
+def ranking_auc(pos: Iterable[float], neg: Iterable[float]) -> float:
+    """P(a positive scores above a negative), ties counting one half; 0.5 when a side is empty."""
+    pos, neg = np.asarray(list(pos), float), np.asarray(list(neg), float)
+    if len(pos) == 0 or len(neg) == 0:
+        return 0.5
+    above = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(above / (len(pos) * len(neg)))
+
+
+def ceiling_starts(unit_chars: list[int], sentence_chars: Iterable[int], seg_len: int) -> list[int]:
+    """The best level-1 starts on a given level 0: unit 0, every unit that begins within +-1 character
+    of a sentence start, and a forced start after `seg_len` units without one (the coverage rule of
+    `zonkey.splitter.force_coverage`). unit_chars: the character offset of each level-0 segment."""
+    near = {c + d for c in sentence_chars for d in (-1, 0, 1)}
+    starts, last = [], 0
+    for j, c in enumerate(unit_chars):
+        if j == 0 or c in near or j - last == seg_len:
+            starts.append(c)
+            last = j
+    return starts
+
+
+def word_table(model, texts: Iterable[str], min_count: int = 3, chunk: int = 300):
+    """Training words (case kept, >= min_count times) that level 0 reads as one segment ->
+    (words, unit word vectors (n, d1), log counts (n,)). Words are encoded in chunks as " w1 w2 ...":
+    a level-0 segment begins at the space before a word."""
+    counts = collections.Counter(w for t in texts for w in _WORD.findall(t))
+    cands = sorted(w for w, c in counts.items() if c >= min_count)
+    words, vecs = [], []
+    for i in range(0, len(cands), chunk):
+        part = cands[i : i + chunk]
+        text = " " + " ".join(part)
+        code = encode_ids(model, codec.encode(text), top=0)[0]
+        index = {b: j for j, b in enumerate(code.win.start.tolist())}  # byte offset -> segment
+        z = code.z.flatten(1)  # (m, d1)
+        pos = 0
+        for w in part:
+            end = pos + 1 + len(w)  # the segment " w" (ASCII: one byte per character)
+            one = pos in index and not any(b in index for b in range(pos + 1, end))
+            if one and (end in index or end == len(text)):
+                words.append(w)
+                vecs.append(z[index[pos]])
+            pos = end
+    if not words:
+        raise ValueError(
+            f"no training word (of {len(cands)} seen >= {min_count} times) is read as one level-0 segment: "
+            "this model's level 0 does not cut at word starts, so the MLM classifier has nothing to rank"
+        )
+    logc = torch.tensor([float(counts[w]) for w in words]).log()
+    return words, F.normalize(torch.stack(vecs).float(), dim=-1), logc
+
+
+def mlm_prediction(model, left: str, right: str) -> torch.Tensor:
+    """The level-1 compressor's output (d1,) at one mask slot between the word vectors of `left`
+    and `right` (at most half the window after it, the rest before)."""
+    lv, lc = model.levels[1], model.config.levels[1]
+    S, d = lc.seg_len, lc.d_model
+    wl, wr = _word_vectors(model, left.rstrip()), _word_vectors(model, right)
+    b = min(wr.shape[0], (S - 1) // 2)
+    a = min(wl.shape[0], S - 1 - b)
+    mask = to_sphere(lv.mask_vector.detach(), rho(d))[None]
+    x = torch.cat([wl[wl.shape[0] - a :], mask, wr[:b]])
+    xs = torch.zeros(1, S, d, device=x.device)
+    xs[0, : x.shape[0]] = to_sphere(x, rho(d))
+    valid = torch.arange(S, device=x.device)[None] < x.shape[0]
+    logp = torch.where(valid, 0.0, -20.0)
+    h = lv.compressor.encode_tokens(xs, logp, valid, rows=slice(lc.n_latents, None))  # (1, S, d)
+    return h[0, a].float()
+
+
+@torch.inference_mode()
+def infill_headroom(model, sentences, train_texts, seed=0, steps=20, counts=SAMPLE_COUNTS, min_count=3):
+    words, V, logc = word_table(model, train_texts, min_count)
+    rng = random.Random(seed)
+    hits = collections.Counter()
+    n = 0
+    for i, s in enumerate(tqdm(sentences, desc="infill headroom", leave=False)):
+        span = mask_words(s, rng, 1)
+        if span is None:
+            continue
+        a, b = span
+        ref, left, right = s[a:b], s[:a], s[b:]
+        g = torch.Generator().manual_seed(seed + i)
+        fills = _fill_level1(model, left, right, "auto", b - a, steps, g, 1.0, 1, samples=max(counts)).fills
+        fills = [f.strip(" ,.;:!?") for f in fills]
+        for k in counts:
+            hits[f"among_{k}_samples"] += ref in fills[:k]
+        logits = cos_logits(V @ F.normalize(mlm_prediction(model, left, right), dim=0))
+        hits["mlm_classifier"] += words[int(logits.argmax())] == ref
+        hits["mlm_classifier_with_prior"] += words[int((logits + logc).argmax())] == ref
+        hits["prior_alone"] += words[int(logc.argmax())] == ref
+        hits["word_in_table"] += ref in set(words)
+        n += 1
+    out = {f"infill_1w_{k}": v / max(n, 1) for k, v in sorted(hits.items())}
+    out.update({"infill_1w_n": n, "word_table_size": len(words), "word_table_min_count": min_count})
+    return out
+
+
+@torch.inference_mode()
+def boundary_headroom(model, paras):
+    S = model.config.levels[1].seg_len
+    seen = {}
+    hook = model.levels[1].splitter.out.register_forward_hook(lambda m, i, o: seen.__setitem__("u", o))
+    pos, neg, agg = [], [], collections.Counter()
+    try:
+        for p in tqdm(paras, desc="boundary headroom", leave=False):
+            codes = encode_ids(model, codec.encode(p))
+            score = seen["u"].reshape(-1).float().cpu().numpy()  # (m0,) one per level-0 segment
+            units = codec.char_map(p).char_of_byte[codes[0].win.start.cpu().numpy()].tolist()
+            ref = sentence_starts(p)
+            near = {c + d for c in ref for d in (-1, 0, 1)}
+            for j in range(1, len(units)):
+                (pos if units[j] in near else neg).append(float(score[j]))
+            r = boundary_prf(ceiling_starts(units, ref, S), ref, tolerance=1)
+            for key in ("tp", "n_pred", "n_ref"):
+                agg[key] += r[key]
+    finally:
+        hook.remove()
+    pr, rc = agg["tp"] / max(agg["n_pred"], 1), agg["tp"] / max(agg["n_ref"], 1)
+    return {
+        "l1_sentence_auc": ranking_auc(pos, neg),
+        "l1_sentence_ceiling_precision": pr,
+        "l1_sentence_ceiling_recall": rc,
+        "l1_sentence_ceiling_f1": 2 * pr * rc / max(pr + rc, 1e-12),
+        "l1_seg_len": S,
+        "n_paragraphs": len(paras),
+    }
+
+
+def headroom(model_dir: str, n_sentences: int = 100, n_paragraphs: int = 60, seed: int = 0, min_count: int = 3):
+    torch.manual_seed(seed)
+    model = Zonkey.from_pretrained(model_dir)
+    model.eval()
+    if model.num_levels < 2:
+        raise SystemExit(f"{model_dir}: headroom measures level 1; this model has one level")
+    held = [x for _, x in local_split("heldout")]
+    train = [x for _, x in local_split("train")]
+    out = {"model": model_dir, "seed": seed, "n_sentences": n_sentences}
+    sentences = heldout_sentences(held, n_sentences, seed=seed)
+    out.update(infill_headroom(model, sentences, train, seed, min_count=min_count))
+    out.update(boundary_headroom(model, paragraphs(held, n_paragraphs)))
+    return out
+
+
+def print_tables(h: dict) -> None:
+    print(f"\nsingle-word infill, {h['infill_1w_n']} gaps: exact match of the original word")
+    for k in SAMPLE_COUNTS:
+        print(f"  among the first {k:2d} samples       {h[f'infill_1w_among_{k}_samples']:.3f}")
+    print(f"  MLM classifier                   {h['infill_1w_mlm_classifier']:.3f}")
+    print(f"  MLM classifier + unigram prior   {h['infill_1w_mlm_classifier_with_prior']:.3f}")
+    print(f"  unigram prior alone              {h['infill_1w_prior_alone']:.3f}")
+    table = f"{h['word_table_size']:,} words"
+    print(f"  (original word among the table's {table}: {h['infill_1w_word_in_table']:.3f})")
+    print(f"\nlevel-1 starts against sentence starts, {h['n_paragraphs']} paragraphs, S = {h['l1_seg_len']}")
+    print(f"  ranking AUC of the splitter's score   {h['l1_sentence_auc']:.3f}")
+    print(
+        f"  F1 ceiling on this level 0 (+-1)      {h['l1_sentence_ceiling_f1']:.3f}"
+        f" (precision {h['l1_sentence_ceiling_precision']:.3f}, recall {h['l1_sentence_ceiling_recall']:.3f})"
+    )
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="assets/models/zonkey-small")
+    ap.add_argument("--sentences", type=int, default=100)
+    ap.add_argument("--paragraphs", type=int, default=60)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--min-count", type=int, default=3)
+    ap.add_argument("--out", default="")
+    a = ap.parse_args(argv)
+    h = headroom(a.model, a.sentences, a.paragraphs, a.seed, a.min_count)
+    print_tables(h)
+    if a.out:
+        Path(a.out).write_text(json.dumps(h, indent=2) + "\n")
+        print(f"wrote {a.out}")
+    return h
+
+
+if __name__ == "__main__":
+    main()
