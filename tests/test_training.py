@@ -355,6 +355,7 @@ def test_gpu_recipe_runs_on_cpu_and_writes_at_most_8_files_under_16_mb(tmp_path)
     extra = "--model=tiny --batch_size=2 --threads=1 --log_every=1 --ckpt_every=1000 --export_dtype=bfloat16"
     env = {**os.environ, "OUT": str(out), "MINUTES": "0.1", "DEVICE": "cpu", "EXTRA": extra, "PYTHON": sys.executable}
     env["EVAL"] = "--paragraphs 2 --sentences 2 --generate 1 --steps 2"
+    env["LEVEL0_EXTRA"] = "--seed=7"  # stage 1 (level 0) alone
     proc = subprocess.run(["bash", "training/gpu_run.sh"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     files = sorted(p.name for p in out.iterdir())
@@ -363,6 +364,11 @@ def test_gpu_recipe_runs_on_cpu_and_writes_at_most_8_files_under_16_mb(tmp_path)
     report = (out / "gpu_run.txt").read_text()
     assert '"mfu"' in report and "boundary_f1_l0" in report
     assert Zonkey.from_pretrained(out).config.name == "tiny"
+    seeds = [
+        json.loads((out / f).read_text().splitlines()[0])["train_config"]["seed"]
+        for f in ("train_log_stage1.jsonl", "train_log.jsonl")
+    ]
+    assert seeds == [7, TrainConfig.from_json("training/configs/base_level1.json").seed]
 
 
 def test_level_overrides_merge_element_by_element():

@@ -14,6 +14,9 @@
 #                    whole budget to level 1 on INIT_FROM's frozen level 0 (needs INIT_FROM)
 #   DEVICE=cuda      "cpu" runs the same recipe on the CPU (to test the script)
 #   EXTRA="..."      more --key=value overrides for both stages (e.g. "--batch_size=4 --threads=2")
+#   LEVEL0_EXTRA="..." overrides for stage 1 alone, after EXTRA: for example, with INIT_FROM,
+#                    "--soften_bos=0.1" to let the saturated level-0 BOS head move again (as
+#                    zonkey-small's stage 14; training/staging.py)
 #   EVAL="..."       arguments of the quick evaluation (default "--paragraphs 8 --sentences 8 --generate 4 --steps 10")
 #   EVAL_SECONDS=75  time limit of the quick evaluation
 #   PYTHON=python3
@@ -28,6 +31,7 @@ MINUTES=${MINUTES:-6.5}
 DEVICE=${DEVICE:-cuda}
 PY=${PYTHON:-python3}
 read -r -a EXTRA_ARGS <<<"${EXTRA:-}"
+read -r -a LEVEL0_ARGS <<<"${LEVEL0_EXTRA:-}"
 mkdir -p "$OUT"
 LOG="$OUT/gpu_run.txt"
 exec > >(tee -a "$LOG") 2>&1
@@ -80,7 +84,7 @@ if [ "$SKIP1" = 1 ]; then
   echo "== stage 1 skipped (LEVEL0_SHARE=0): level 0 stays INIT_FROM's"
 else
   echo "== stage 1: level 0, ${M1} min"
-  "$PY" -m training.train "${S1[@]}" "${EXTRA_ARGS[@]}"
+  "$PY" -m training.train "${S1[@]}" "${EXTRA_ARGS[@]}" "${LEVEL0_ARGS[@]}"
   ship runs/base/release
 fi
 echo "== stage 2: level 1 on the frozen level 0, ${M2} min"
