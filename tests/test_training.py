@@ -385,6 +385,21 @@ def test_level_overrides_merge_element_by_element():
     assert mc.levels[0].short_len == 3 and mc.levels[1] == ZonkeyConfig.preset("small").levels[1]
 
 
+def test_soften_bos_level_must_name_a_level_of_the_model(tmp_path):
+    main(replace(_cfg(tmp_path, "stage1", max_steps=1), export=True))
+    release = tmp_path / "stage1" / "release"
+    with pytest.raises(ValueError, match="soften_bos_level=2: the model has 2 levels"):
+        main(_cfg(tmp_path, "soft", max_steps=1, init_from=str(release), soften_bos=0.5, soften_bos_level=2))
+    from zonkey.checkpoint import load_tensors
+
+    cfg = _cfg(tmp_path, "soft1", max_steps=1, init_from=str(release), soften_bos=0.5, soften_bos_level=1)
+    main(replace(cfg, train_only="levels.0.decoder", export=True))  # both splitters stay as loaded
+    before, after = load_tensors(release), load_tensors(tmp_path / "soft1" / "release")
+    for name in ("levels.1.splitter.out.weight", "levels.1.splitter.out.bias"):
+        torch.testing.assert_close(after[name], 0.5 * before[name])
+    assert torch.equal(after["levels.0.splitter.out.weight"], before["levels.0.splitter.out.weight"])
+
+
 def test_soften_bos_scales_the_logits_keeps_their_order_and_needs_init(tmp_path):
     from training.staging import soften_bos_output
 
