@@ -168,3 +168,43 @@ def test_reconstruction_is_split_into_ascii_and_other_paragraphs():
     assert m["recon_acc_l0_non_ascii"] == pytest.approx((6 / 7 + 3 / 4) / 2) and m["n_paragraphs_non_ascii"] == 2
     assert m["recon_acc_l0"] == pytest.approx((2 + 6 / 7 + 3 / 4) / 4)
     assert "recon_acc_l0_non_ascii" not in eval_reconstruction(AsciiOnlyAtLevel0(), ["plain"])
+
+
+def test_mask_inside_word_keeps_one_or_two_letters_at_each_end():
+    import random
+
+    from training.evaluate import mask_inside_word
+
+    rng = random.Random(0)
+    sentence = "The river carried sand and stones to the ocean."
+    for _ in range(50):
+        (ws, we), (a, b) = mask_inside_word(sentence, rng)
+        word = sentence[ws:we]
+        assert word.isalpha() and len(word) >= 5 and sentence[ws - 1] == " "
+        assert 1 <= a - ws <= 2 and 1 <= we - b <= 2 and a < b
+    assert mask_inside_word("Only tiny bits.", rng) is None  # no word of five letters
+
+
+def test_inword_infill_scores_hand_made_fillers():
+    from types import SimpleNamespace
+
+    from training.evaluate import eval_infill_inword
+
+    class Original:  # puts the masked letters back
+        def infill(self, text, spans, level, length, steps, seed, temperature=1.0):
+            return SimpleNamespace(text=text, filled=[spans[0]])
+
+    class Xs:  # fills every gap with "xx"
+        def infill(self, text, spans, level, length, steps, seed, temperature=1.0):
+            (a, b) = spans[0]
+            return SimpleNamespace(text=text[:a] + "xx" + text[b:], filled=[(a, a + 2)])
+
+    sentences = ["The river carried sand to the ocean.", "Stones roll.", "No long word."]
+    vocab = {"river", "carried", "ocean", "stones"}
+    m = eval_infill_inword(Original(), sentences, vocab, steps=1, seed=0)
+    assert m["infill_inword_n"] == 2  # the third sentence has no word of five letters
+    assert m["infill_inword_exact"] == 1.0 and m["infill_inword_valid_word_rate"] == 1.0
+    assert m["infill_inword_cer"] == 0.0
+    m = eval_infill_inword(Xs(), sentences, vocab, steps=1, seed=0)
+    assert m["infill_inword_exact"] == 0.0 and m["infill_inword_valid_word_rate"] == 0.0
+    assert m["infill_inword_cer"] > 0.0

@@ -268,7 +268,8 @@ def test_smoke_recipe_trains_resumes_exports_and_evaluates(tmp_path):
     release = tmp_path / "smoke" / "release"
     assert (release / "config.json").exists() and (release / "train_log.jsonl").exists()
     m = evaluate(str(release), n_paragraphs=2, n_sentences=2, n_generate=1, steps=2)
-    for key in ("recon_acc_l0", "recon_acc_all", "l0_word_tol1_f1", "infill_1w_exact", "gen_valid_word_rate"):
+    keys = ("recon_acc_l0", "recon_acc_all", "l0_word_tol1_f1", "infill_1w_exact", "infill_inword_exact")
+    for key in (*keys, "gen_valid_word_rate"):
         assert key in m and m[key] == m[key]  # present and not NaN
     assert "temperature" not in m  # the method's sampler
     cold = evaluate(str(release), n_paragraphs=2, n_sentences=2, n_generate=1, steps=2, temperature=0.5)

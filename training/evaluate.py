@@ -9,7 +9,9 @@
   `training.metrics.boundary_prf`); characters per segment per level;
 - infill: one whole word (>= 3 letters, chosen with a fixed seed) masked per held-out sentence,
   `length="auto"`: exact match, valid-word rate (fill is a word of the training vocabulary),
-  CER of the fill; the same for a three-word gap;
+  CER of the fill; the same for a three-word gap; and for a gap inside a word (a word of >= 5
+  letters keeping 1-2 letters at each end, `level="auto"`, so level 0): the completed word's exact
+  match and validity, CER of the fill;
 - generation: valid-word rate, distinct-2, and bits per character of the generated text under the
   character-level AR baseline (with the baseline's own bits per character on held-out text), when
   `assets/models/baseline-ar-small` exists.
@@ -37,6 +39,7 @@ from training.metrics import (
     cer,
     distinct_n,
     fill_validity,
+    is_single_valid_word,
     sentence_starts,
     valid_word_rate,
     word_starts,
@@ -46,6 +49,7 @@ from zonkey.validation import DEFAULT_REFINE
 
 BASELINE_DIR = Path("assets/models/baseline-ar-small")
 _WORD = re.compile(r"[A-Za-z]{3,}")
+_LONG_WORD = re.compile(r"[A-Za-z]{5,}")
 
 
 def paragraphs(texts: list[str], n: int, max_chars: int = 480) -> list[str]:
@@ -148,6 +152,44 @@ def eval_infill(
     }
 
 
+def mask_inside_word(sentence: str, rng: random.Random):
+    """Span inside a word of >= 5 letters chosen by rng, keeping 1-2 letters at each end -> (word span,
+    gap span), or None."""
+    words = list(_LONG_WORD.finditer(sentence))
+    if not words:
+        return None
+    w = rng.choice(words)
+    return (w.start(), w.end()), (w.start() + rng.randint(1, 2), w.end() - rng.randint(1, 2))
+
+
+def eval_infill_inword(model, sentences, vocab, steps: int, seed: int, temperature=1.0):
+    """A gap inside a word (what `level="auto"` sends to level 0): the word completed by the fill,
+    scored as a single word (exact, valid); CER of the fill against the masked letters."""
+    rng = random.Random(seed)
+    exact, valid, cers, n, times = 0, 0, [], 0, []
+    for i, s in enumerate(tqdm(sentences, desc="infill inside words", leave=False)):
+        spans = mask_inside_word(s, rng)
+        if spans is None:
+            continue
+        (ws, we), (a, b) = spans
+        t0 = time.time()
+        res = model.infill(s, [(a, b)], "auto", "auto", steps, seed + i, temperature=temperature)
+        times.append(time.time() - t0)
+        fs, fe = res.filled[0]
+        word = res.text[ws : fe + (we - b)]  # prefix, fill, suffix: the text outside the gap is unchanged
+        exact += word == s[ws:we]
+        valid += is_single_valid_word(word, vocab)
+        cers.append(cer(res.text[fs:fe], s[a:b]))
+        n += 1
+    return {
+        "infill_inword_exact": exact / max(n, 1),
+        "infill_inword_valid_word_rate": valid / max(n, 1),
+        "infill_inword_cer": sum(cers) / max(len(cers), 1),
+        "infill_inword_n": n,
+        "infill_inword_latency_s": sum(times) / max(len(times), 1),
+    }
+
+
 def eval_generation(
     model, vocab, n: int, steps: int, seed: int, heldout_text: list[str], temperature=1.0, refine=DEFAULT_REFINE
 ):
@@ -220,6 +262,7 @@ def evaluate(
     metrics.update(eval_infill(model, sentences, vocab, 1, steps, seed, **temp))
     metrics.update(eval_infill(model, sentences, vocab, 1, steps, seed, level=0, tag_suffix="_l0", **temp))
     metrics.update(eval_infill(model, sentences[: n_sentences // 2], vocab, 3, steps, seed, **temp))
+    metrics.update(eval_infill_inword(model, sentences, vocab, steps, seed, **temp))
     metrics.update(eval_generation(model, vocab, n_generate, steps, seed, paras[:20], **temp, refine=refine))
     metrics["eval_seconds"] = time.time() - t0
     return metrics

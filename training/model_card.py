@@ -38,6 +38,8 @@ ROWS = [
     ("Single-word infill: CER of the fill", "infill_1w_cer", "ar_rescore_infill_1w_cer"),
     ("Single-word infill at level 0: valid-word rate", "infill_1w_l0_valid_word_rate", None),
     ("Single-word infill at level 0: exact match", "infill_1w_l0_exact", None),
+    ("Gap inside a word (level 0): completed word valid", "infill_inword_valid_word_rate", None),
+    ("Gap inside a word (level 0): completed word exact", "infill_inword_exact", None),
     ("Three-word infill: exact match", "infill_3w_exact", "ar_rescore_infill_3w_exact"),
     ("Three-word infill: valid-word rate", "infill_3w_valid_word_rate", "ar_rescore_infill_3w_valid_word_rate"),
     ("Generation: valid-word rate", "gen_valid_word_rate", "ar_gen_valid_word_rate"),
