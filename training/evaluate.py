@@ -123,33 +123,45 @@ def eval_boundaries(model, paras):
     return out
 
 
+def _infill_rates(model, sentences, seed: int, steps: int, level, temperature, tag: str, choose, judge) -> dict:
+    """One infill per sentence that `choose(sentence, rng)` finds a gap in, as (gap span, info) or None;
+    `judge(sentence, result, gap, info)` -> (exact, valid, cer). Returns the means under `tag`."""
+    rng = random.Random(seed)
+    rows, times = [], []
+    for i, s in enumerate(tqdm(sentences, desc=tag, leave=False)):
+        case = choose(s, rng)
+        if case is None:
+            continue
+        gap, info = case
+        t0 = time.time()
+        res = model.infill(s, [gap], level, "auto", steps, seed + i, temperature=temperature)
+        times.append(time.time() - t0)
+        rows.append(judge(s, res, gap, info))
+    n = len(rows)
+    exact, valid, cers = (sum(col) / max(n, 1) for col in zip(*rows)) if rows else (0.0, 0.0, 0.0)
+    return {
+        f"{tag}_exact": exact,
+        f"{tag}_valid_word_rate": valid,
+        f"{tag}_cer": cers,
+        f"{tag}_n": n,
+        f"{tag}_latency_s": sum(times) / max(n, 1),
+    }
+
+
 def eval_infill(
     model, sentences, vocab, k_words: int, steps: int, seed: int, level="auto", tag_suffix="", temperature=1.0
 ):
-    rng = random.Random(seed)
-    exact, valid, cers, n, times = 0, 0, [], 0, []
-    for i, s in enumerate(tqdm(sentences, desc=f"infill {k_words}w", leave=False)):
+    def choose(s, rng):
         span = mask_words(s, rng, k_words)
-        if span is None:
-            continue
-        a, b = span
-        t0 = time.time()
-        res = model.infill(s, [span], level, "auto", steps, seed + i, temperature=temperature)
-        times.append(time.time() - t0)
+        return None if span is None else (span, None)
+
+    def judge(s, res, gap, _):
         fs, fe = res.filled[0]
-        fill, ref = res.text[fs:fe].strip(), s[a:b]
-        exact += fill == ref
-        valid += fill_validity(fill, vocab, k_words)
-        cers.append(cer(fill, ref))
-        n += 1
+        fill, ref = res.text[fs:fe].strip(), s[gap[0] : gap[1]]
+        return fill == ref, fill_validity(fill, vocab, k_words), cer(fill, ref)
+
     tag = ("infill_1w" if k_words == 1 else f"infill_{k_words}w") + tag_suffix
-    return {
-        f"{tag}_exact": exact / max(n, 1),
-        f"{tag}_valid_word_rate": valid / max(n, 1),
-        f"{tag}_cer": sum(cers) / max(len(cers), 1),
-        f"{tag}_n": n,
-        f"{tag}_latency_s": sum(times) / max(len(times), 1),
-    }
+    return _infill_rates(model, sentences, seed, steps, level, temperature, tag, choose, judge)
 
 
 def mask_inside_word(sentence: str, rng: random.Random):
@@ -165,29 +177,18 @@ def mask_inside_word(sentence: str, rng: random.Random):
 def eval_infill_inword(model, sentences, vocab, steps: int, seed: int, temperature=1.0):
     """A gap inside a word (what `level="auto"` sends to level 0): the word completed by the fill,
     scored as a single word (exact, valid); CER of the fill against the masked letters."""
-    rng = random.Random(seed)
-    exact, valid, cers, n, times = 0, 0, [], 0, []
-    for i, s in enumerate(tqdm(sentences, desc="infill inside words", leave=False)):
+
+    def choose(s, rng):
         spans = mask_inside_word(s, rng)
-        if spans is None:
-            continue
-        (ws, we), (a, b) = spans
-        t0 = time.time()
-        res = model.infill(s, [(a, b)], "auto", "auto", steps, seed + i, temperature=temperature)
-        times.append(time.time() - t0)
+        return None if spans is None else (spans[1], spans[0])
+
+    def judge(s, res, gap, word_span):
+        (a, b), (ws, we) = gap, word_span
         fs, fe = res.filled[0]
         word = res.text[ws : fe + (we - b)]  # prefix, fill, suffix: the text outside the gap is unchanged
-        exact += word == s[ws:we]
-        valid += is_single_valid_word(word, vocab)
-        cers.append(cer(res.text[fs:fe], s[a:b]))
-        n += 1
-    return {
-        "infill_inword_exact": exact / max(n, 1),
-        "infill_inword_valid_word_rate": valid / max(n, 1),
-        "infill_inword_cer": sum(cers) / max(len(cers), 1),
-        "infill_inword_n": n,
-        "infill_inword_latency_s": sum(times) / max(len(times), 1),
-    }
+        return word == s[ws:we], is_single_valid_word(word, vocab), cer(res.text[fs:fe], s[a:b])
+
+    return _infill_rates(model, sentences, seed, steps, "auto", temperature, "infill_inword", choose, judge)
 
 
 def eval_generation(

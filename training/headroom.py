@@ -45,6 +45,7 @@ from zonkey._utils import rho, to_sphere
 from zonkey.inference import encode_ids
 from zonkey.infill import _fill_level1, _word_vectors
 from zonkey.losses import cos_logits
+from zonkey.splitter import force_coverage
 
 _WORD = re.compile(r"[A-Za-z]+")
 SAMPLE_COUNTS = (8, 16, 32, 64)
@@ -61,15 +62,12 @@ def ranking_auc(pos: Iterable[float], neg: Iterable[float]) -> float:
 
 def ceiling_starts(unit_chars: list[int], sentence_chars: Iterable[int], seg_len: int) -> list[int]:
     """The best level-1 starts on a given level 0: unit 0, every unit that begins within +-1 character
-    of a sentence start, and a forced start after `seg_len` units without one (the coverage rule of
-    `zonkey.splitter.force_coverage`). unit_chars: the character offset of each level-0 segment."""
+    of a sentence start, and the starts the splitter's coverage rule (`force_coverage`) adds after
+    `seg_len` units without one. unit_chars: the character offset of each level-0 segment."""
     near = {c + d for c in sentence_chars for d in (-1, 0, 1)}
-    starts, last = [], 0
-    for j, c in enumerate(unit_chars):
-        if j == 0 or c in near or j - last == seg_len:
-            starts.append(c)
-            last = j
-    return starts
+    bos = torch.tensor([[j == 0 or c in near for j, c in enumerate(unit_chars)]])  # (1, n)
+    starts = force_coverage(bos, torch.tensor([len(unit_chars)]), seg_len)[0]
+    return [c for c, start in zip(unit_chars, starts.tolist()) if start]
 
 
 def word_table(model, texts: Iterable[str], min_count: int = 3, chunk: int = 300):
