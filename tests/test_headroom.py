@@ -9,6 +9,7 @@ from training.headroom import (
     SAMPLE_COUNTS,
     boundary_headroom,
     ceiling_starts,
+    chance_starts,
     infill_headroom,
     mlm_prediction,
     ranking_auc,
@@ -93,3 +94,18 @@ def test_boundary_headroom_ceiling_beats_nothing_and_auc_is_a_probability(model)
     assert 0.0 < h["l1_sentence_ceiling_f1"] <= 1.0
     assert h["l1_seg_len"] == model.config.levels[1].seg_len
     assert not model.levels[1].splitter.out._forward_hooks  # the hook is removed
+    assert 0.0 <= h["l1_sentence_chance_f1"] <= h["l1_sentence_ceiling_f1"]
+    assert boundary_headroom(model, paras, seed=3) == boundary_headroom(model, paras, seed=3)  # seeded
+
+
+def test_chance_starts_keep_the_first_unit_and_draw_the_rest_without_replacement():
+    import random
+
+    units = [0, 4, 8, 12, 16, 20]
+    for n in range(1, 6):
+        got = chance_starts(units, n, random.Random(n))
+        assert got[0] == 0 and len(got) == len(set(got)) == n and set(got) <= set(units) and got == sorted(got)
+    assert chance_starts(units, 99, random.Random(0)) == units  # more than there are: all of them
+    assert chance_starts(units, 0, random.Random(0)) == [0]
+    draws = {tuple(chance_starts(units, 3, random.Random(s))) for s in range(50)}
+    assert len(draws) > 5  # really random among the units

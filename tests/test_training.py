@@ -426,3 +426,32 @@ def test_soften_bos_scales_the_logits_keeps_their_order_and_needs_init(tmp_path)
     assert torch.equal(beta0[:, 1:].argsort(), beta1[:, 1:].argsort())  # same order of positions
     r0 = torch.sigmoid(torch.tensor(head.init_logit))  # the initial rate 2/S
     assert ((beta1 - r0).abs() <= (beta0 - r0).abs() + 1e-6).all()  # every probability moved towards it
+
+
+def test_grow_widens_the_top_levels_latents_and_window_keeping_the_trained_rows(tmp_path):
+    from zonkey.checkpoint import CheckpointError, load_tensors
+
+    main(replace(_cfg(tmp_path, "g1", max_steps=1), export=True))
+    release = tmp_path / "g1" / "release"
+    top = ZonkeyConfig.preset("tiny").levels[1]
+    c, s = top.n_latents, top.seg_len
+    wide = {"levels": [{}, {"n_latents": c + 2, "seg_len": s + 4}]}
+    with pytest.raises(ValueError, match="grow widens the levels of a trained checkpoint; set init_from"):
+        _cfg(tmp_path, "x", grow=True)
+    with pytest.raises(CheckpointError, match=rf"'seg_len': \({s}, {s + 4}\).*grow=True widens"):
+        main(_cfg(tmp_path, "plain", max_steps=1, init_from=str(release), model_overrides=wide))
+    narrow = {"levels": [{}, {"seg_len": s - 2}]}
+    with pytest.raises(CheckpointError, match="level 1 architecture differs"):
+        main(_cfg(tmp_path, "narrow", max_steps=1, init_from=str(release), model_overrides=narrow, grow=True))
+    cfg = _cfg(tmp_path, "grown", max_steps=1, init_from=str(release), model_overrides=wide, grow=True)
+    main(replace(cfg, train_only="levels.0.decoder", export=True))  # level 1 stays as grown
+    before, after = load_tensors(release), load_tensors(tmp_path / "grown" / "release")
+    cls0, cls1 = before["levels.1.compressor.cls"], after["levels.1.compressor.cls"]  # (c, d), (c + 2, d)
+    q0, q1 = before["levels.1.decoder.queries"], after["levels.1.decoder.queries"]  # (s, d), (s + 4, d)
+    assert cls1.shape == (c + 2, cls0.shape[1]) and q1.shape == (s + 4, q0.shape[1])
+    assert torch.equal(cls1[:c], cls0) and torch.equal(q1[:s], q0)
+    cos = torch.nn.functional.cosine_similarity
+    assert (cos(cls1[c:], cls0[:2]) > 0.95).all() and not torch.equal(cls1[c:], cls0[:2])  # near-copies
+    assert (cos(q1[s:], q0[-1:].expand(4, -1)) > 0.95).all()
+    assert all(torch.equal(after[k], v) for k, v in before.items() if k.startswith("levels.1.splitter"))
+    assert Zonkey.from_pretrained(tmp_path / "grown" / "release").config.levels[1].seg_len == s + 4

@@ -18,7 +18,10 @@ Level-1 boundaries, on the held-out paragraphs of `training.evaluate`:
   segments that begin a sentence (+-1 character) above the other level-0 segments;
 - ceiling: the F1 (+-1, as in evaluate) of the best segmentation a level-1 splitter can make on
   this level 0: a start at every level-0 segment that begins a sentence, plus the starts the
-  coverage rule forces after S level-0 segments without one.
+  coverage rule forces after S level-0 segments without one;
+- chance: the F1 of as many level-1 starts as the model makes in each paragraph, drawn at random
+  among its level-0 segment starts (the first kept; the mean of 20 seeded draws), so the model's
+  own F1 (`training.evaluate`) reads between chance and the ceiling.
 Prints two tables and writes JSON with --out.
 """
 
@@ -146,12 +149,20 @@ def infill_headroom(model, sentences, train_texts, seed=0, steps=20, counts=SAMP
     return out
 
 
+def chance_starts(unit_chars: list[int], n_starts: int, rng: random.Random) -> list[int]:
+    """n_starts level-1 starts at random among the level-0 segment starts unit_chars: the first
+    unit, and n_starts - 1 of the others drawn without replacement (all of them if fewer), sorted."""
+    rest = unit_chars[1:]
+    return sorted([unit_chars[0], *rng.sample(rest, min(max(n_starts - 1, 0), len(rest)))])
+
+
 @torch.inference_mode()
-def boundary_headroom(model, paras):
+def boundary_headroom(model, paras, draws: int = 20, seed: int = 0):
     S = model.config.levels[1].seg_len
     seen = {}
     hook = model.levels[1].splitter.out.register_forward_hook(lambda m, i, o: seen.__setitem__("u", o))
-    pos, neg, agg = [], [], collections.Counter()
+    pos, neg, agg, chance = [], [], collections.Counter(), collections.Counter()
+    rng = random.Random(seed)
     try:
         for p in tqdm(paras, desc="boundary headroom", leave=False):
             codes = encode_ids(model, codec.encode(p))
@@ -164,17 +175,20 @@ def boundary_headroom(model, paras):
             r = boundary_prf(ceiling_starts(units, ref, S), ref, tolerance=1)
             for key in ("tp", "n_pred", "n_ref"):
                 agg[key] += r[key]
+            n_starts = codes[1].win.start.numel()
+            for _ in range(draws):
+                r = boundary_prf(chance_starts(units, n_starts, rng), ref, tolerance=1)
+                for key in ("tp", "n_pred", "n_ref"):
+                    chance[key] += r[key] / draws
     finally:
         hook.remove()
-    pr, rc = agg["tp"] / max(agg["n_pred"], 1), agg["tp"] / max(agg["n_ref"], 1)
-    return {
-        "l1_sentence_auc": ranking_auc(pos, neg),
-        "l1_sentence_ceiling_precision": pr,
-        "l1_sentence_ceiling_recall": rc,
-        "l1_sentence_ceiling_f1": 2 * pr * rc / max(pr + rc, 1e-12),
-        "l1_seg_len": S,
-        "n_paragraphs": len(paras),
-    }
+    out = {"l1_sentence_auc": ranking_auc(pos, neg)}
+    for tag, c in (("ceiling", agg), ("chance", chance)):
+        pr, rc = c["tp"] / max(c["n_pred"], 1), c["tp"] / max(c["n_ref"], 1)
+        out[f"l1_sentence_{tag}_precision"] = pr
+        out[f"l1_sentence_{tag}_recall"] = rc
+        out[f"l1_sentence_{tag}_f1"] = 2 * pr * rc / max(pr + rc, 1e-12)
+    return {**out, "l1_seg_len": S, "n_paragraphs": len(paras)}
 
 
 def headroom(model_dir: str, n_sentences: int = 100, n_paragraphs: int = 60, seed: int = 0, min_count: int = 3):
@@ -188,7 +202,7 @@ def headroom(model_dir: str, n_sentences: int = 100, n_paragraphs: int = 60, see
     out = {"model": model_dir, "seed": seed, "n_sentences": n_sentences}
     sentences = heldout_sentences(held, n_sentences, seed=seed)
     out.update(infill_headroom(model, sentences, train, seed, min_count=min_count))
-    out.update(boundary_headroom(model, paragraphs(held, n_paragraphs)))
+    out.update(boundary_headroom(model, paragraphs(held, n_paragraphs), seed=seed))
     return out
 
 
@@ -206,6 +220,10 @@ def print_tables(h: dict) -> None:
     print(
         f"  F1 ceiling on this level 0 (+-1)      {h['l1_sentence_ceiling_f1']:.3f}"
         f" (precision {h['l1_sentence_ceiling_precision']:.3f}, recall {h['l1_sentence_ceiling_recall']:.3f})"
+    )
+    print(
+        f"  F1 of as many random starts (chance)  {h['l1_sentence_chance_f1']:.3f}"
+        f" (precision {h['l1_sentence_chance_precision']:.3f}, recall {h['l1_sentence_chance_recall']:.3f})"
     )
 
 

@@ -17,10 +17,13 @@ import torch.nn.functional as F
 from zonkey import Zonkey, ZonkeyConfig
 from zonkey.checkpoint import CheckpointError, load_tensors, read_config, stage_logs
 
+GROWABLE = ("n_latents", "seg_len")  # architecture fields `grow_level_tensors` can widen
 
-def init_from_release(model: Zonkey, init_from: str | Path, init_levels: int = 0) -> None:
+
+def init_from_release(model: Zonkey, init_from: str | Path, init_levels: int = 0, grow: bool = False) -> None:
     """Copy the embedding and the lowest `init_levels` levels (0 = all) from the release
-    directory `init_from`; the other levels keep their fresh initialisation."""
+    directory `init_from`; the other levels keep their fresh initialisation. With `grow`, a level
+    may have more latents (C) or a longer window (S) than the checkpoint's (`grow_level_tensors`)."""
     src = Path(init_from)
     if not src.is_dir():
         raise CheckpointError(f"{src}: init_from must be a release directory (config.json + safetensors).")
@@ -33,17 +36,48 @@ def init_from_release(model: Zonkey, init_from: str | Path, init_levels: int = 0
         )
     for i in range(k):
         a, b = src_cfg.levels[i].architecture(), model.config.levels[i].architecture()
-        if a != b:
-            diff = {f: (a[f], b[f]) for f in a if a[f] != b[f]}
+        diff = {f: (a[f], b[f]) for f in a if a[f] != b[f]}
+        growable = grow and diff and all(f in GROWABLE and a[f] < b[f] for f in diff)
+        if diff and not growable:
+            hint = "" if grow else f" (grow=True widens {' and '.join(GROWABLE)})"
             raise CheckpointError(
-                f"{src}: level {i} architecture differs from this run's model config (field: (checkpoint, run)): {diff}"
+                f"{src}: level {i} architecture differs from this run's model config "
+                f"(field: (checkpoint, run)): {diff}{hint}"
             )
     state = load_tensors(src)
     keep = ("embed.",) + tuple(f"levels.{i}." for i in range(k))
     picked = {n: t for n, t in state.items() if n.startswith(keep)}
+    if grow:
+        grow_level_tensors(picked, model.state_dict())
     missing = [n for n in model.load_state_dict(picked, strict=False).missing_keys if n.startswith(keep)]
     if missing:
         raise CheckpointError(f"{src}: missing tensors {missing[:5]}")
+
+
+@torch.no_grad()
+def grow_level_tensors(state: dict, target: dict, seed: int = 0) -> None:
+    """Widen, in place, the tensors of `state` that are shorter along dim 0 than their namesakes in
+    `target`: a level's CLS latents (`compressor.cls`, (C, d)) and decoder position queries
+    (`decoder.queries`, (S, d)). The old rows are kept. A new latent row i starts as old row
+    i mod C plus noise (0.1 of the rows' std), so the extra latents begin as near-copies that
+    training pulls apart; a new position row starts as the last old position plus the same noise
+    (positions past the old S continue from the last one). Any other shape difference is an error.
+
+    Why: a longer level-1 window (S) with more latents per segment (C) lets level-1 segments
+    grow to sentence length; growing the trained level keeps what it learned, where a fresh
+    level 1 at this scale takes hours to reconstruct at all (zonkey-small's stage 2)."""
+    gen = torch.Generator().manual_seed(seed)
+    for name, old in list(state.items()):
+        new_shape = target[name].shape if name in target else old.shape
+        if old.shape == new_shape:
+            continue
+        grows_rows = old.dim() == 2 and old.shape[1] == new_shape[1] and old.shape[0] < new_shape[0]
+        if not (name.endswith(("compressor.cls", "decoder.queries")) and grows_rows):
+            raise CheckpointError(f"{name}: shape {tuple(old.shape)} cannot grow to {tuple(new_shape)}")
+        n0, d = old.shape
+        src = torch.arange(n0, new_shape[0]) % n0 if name.endswith("cls") else torch.full((new_shape[0] - n0,), n0 - 1)
+        noise = 0.1 * old.float().std() * torch.randn(len(src), d, generator=gen)
+        state[name] = torch.cat([old, (old[src].float() + noise).to(old.dtype)])
 
 
 def parse_row_range(spec: str) -> tuple[int, int]:

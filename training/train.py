@@ -79,6 +79,8 @@ class TrainConfig:
     # multiplied by this factor (`soften_bos_output`): < 1 brings saturated logits back to where the losses move
     # them; 1 = untouched
     soften_bos_level: int = 0
+    grow: bool = False  # with init_from: a level may have more latents (n_latents, top level only) or a longer
+    # window (seg_len) than init_from's; the new rows start from the old ones (`grow_level_tensors`)
     seed: int = 0
     log_every: int = 10
     eval_every: int = 250
@@ -119,6 +121,8 @@ class TrainConfig:
                 raise ValueError("TrainConfig.respread_rows re-spreads trained embedding rows; set init_from")
         if check_soften_factor(self.soften_bos) != 1.0 and not self.init_from:
             raise ValueError("TrainConfig.soften_bos rescales a trained splitter; set init_from")
+        if self.grow and not self.init_from:
+            raise ValueError("TrainConfig.grow widens the levels of a trained checkpoint; set init_from")
         if self.soften_bos_level < 0:
             raise ValueError(f"TrainConfig.soften_bos_level={self.soften_bos_level} must be >= 0")
         if self.frozen_levels and self.init_levels and self.init_levels < self.frozen_levels:
@@ -301,7 +305,7 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
     # model, EMA, optimizer
     model = Zonkey(mcfg).to(device)
     if cfg.init_from and not resume:
-        init_from_release(model, cfg.init_from, cfg.init_levels)
+        init_from_release(model, cfg.init_from, cfg.init_levels, grow=cfg.grow)
         if cfg.respread_rows:
             respread_embedding_rows(model.embed.weight, *parse_row_range(cfg.respread_rows), seed=cfg.seed)
         if cfg.soften_bos != 1.0:
