@@ -13,6 +13,8 @@ from training.headroom import (
     infill_headroom,
     mlm_prediction,
     ranking_auc,
+    recon_with_starts,
+    shifted_starts,
     word_table,
 )
 from zonkey import Zonkey, ZonkeyConfig
@@ -95,6 +97,8 @@ def test_boundary_headroom_ceiling_beats_nothing_and_auc_is_a_probability(model)
     assert h["l1_seg_len"] == model.config.levels[1].seg_len
     assert not model.levels[1].splitter.out._forward_hooks  # the hook is removed
     assert 0.0 <= h["l1_sentence_chance_f1"] <= h["l1_sentence_ceiling_f1"]
+    for k in ("own", "own_moved", "sentence", "sentence_moved"):  # 1 - CER: at most 1, below 0 when too long
+        assert h[f"l1_recon_{k}_starts"] <= 1.0 and h[f"l1_segments_{k}_starts"] >= len(paras)
     assert boundary_headroom(model, paras, seed=3) == boundary_headroom(model, paras, seed=3)  # seeded
 
 
@@ -109,3 +113,28 @@ def test_chance_starts_keep_the_first_unit_and_draw_the_rest_without_replacement
     assert chance_starts(units, 0, random.Random(0)) == [0]
     draws = {tuple(chance_starts(units, 3, random.Random(s))) for s in range(50)}
     assert len(draws) > 5  # really random among the units
+
+
+def test_shifted_starts_move_every_start_but_the_first_and_drop_those_past_the_ends():
+    units = [0, 4, 8, 12, 16, 20]
+    assert shifted_starts(units, [0, 8, 16], 1) == [0, 12, 20]
+    assert shifted_starts(units, [0, 8, 20], 1) == [0, 12]  # 20 + 1 unit is past the end
+    assert shifted_starts(units, [0, 4, 12], -1) == [0, 8]  # 4 - 1 unit would be the first unit
+    assert shifted_starts(units, [0], 2) == [0]
+
+
+def test_recon_with_the_models_own_starts_is_the_models_reconstruction(small):
+    from training.metrics import cer
+    from zonkey import codec
+    from zonkey.inference import encode_ids
+
+    text = "The river carried sand and stones to the sea. It flows north through the old town of Ely."
+    with torch.inference_mode():
+        codes = encode_ids(small, codec.encode(text))
+        units = codec.char_map(text).char_of_byte[codes[0].win.start.numpy()].tolist()
+        own = [units[i] for i in codes[1].win.start.tolist()]
+        acc, m1 = recon_with_starts(small, text, codes, units, own)
+        assert m1 == len(own)  # the coverage rule adds nothing to the model's own starts
+        assert acc == 1 - cer(small.reconstruct(text), text)  # its level-1 BOS is saturated: the same boundaries
+        acc_all, m_all = recon_with_starts(small, text, codes, units, units)  # a level-1 segment per word
+        assert m_all == len(units) and acc_all >= acc

@@ -21,7 +21,12 @@ Level-1 boundaries, on the held-out paragraphs of `training.evaluate`:
   coverage rule forces after S level-0 segments without one;
 - chance: the F1 of as many level-1 starts as the model makes in each paragraph, drawn at random
   among its level-0 segment starts (the first kept; the mean of 20 seeded draws), so the model's
-  own F1 (`training.evaluate`) reads between chance and the ceiling.
+  own F1 (`training.evaluate`) reads between chance and the ceiling;
+- alignment and reconstruction: 1 - CER through both levels when level 1 is made to start its
+  segments (hard boundaries, plus the coverage rule's forced starts) at the model's own starts,
+  at the ceiling's sentence starts, and at each of those moved by the same 1-2 level-0 segments
+  (one draw per paragraph): if the reconstruction loss rewarded sentence-aligned segments, the
+  moved copy of the sentence starts would reconstruct worse at the same segment lengths.
 Prints two tables and writes JSON with --out.
 """
 
@@ -42,13 +47,13 @@ from tqdm import tqdm
 
 from training.data import heldout_sentences, local_split
 from training.evaluate import mask_words, paragraphs
-from training.metrics import boundary_prf, sentence_starts
+from training.metrics import boundary_prf, cer, sentence_starts
 from zonkey import Zonkey, codec
 from zonkey._utils import rho, to_sphere
-from zonkey.inference import encode_ids
+from zonkey.inference import decode_down, decode_windows, encode_ids
 from zonkey.infill import _fill_level1, _word_vectors
 from zonkey.losses import cos_logits
-from zonkey.splitter import force_coverage
+from zonkey.splitter import force_coverage, make_windows
 
 _WORD = re.compile(r"[A-Za-z]+")
 SAMPLE_COUNTS = (8, 16, 32, 64)
@@ -156,13 +161,39 @@ def chance_starts(unit_chars: list[int], n_starts: int, rng: random.Random) -> l
     return sorted([unit_chars[0], *rng.sample(rest, min(max(n_starts - 1, 0), len(rest)))])
 
 
+def shifted_starts(unit_chars: list[int], starts: list[int], d: int) -> list[int]:
+    """The level-1 starts `starts` (character offsets, each one of unit_chars) moved by d level-0
+    units; the first unit stays a start, and a start moved past either end is dropped."""
+    idx = {c: j for j, c in enumerate(unit_chars)}
+    moved = {idx[c] + d for c in starts if idx[c] > 0 and 0 < idx[c] + d < len(unit_chars)}
+    return [unit_chars[j] for j in sorted({0} | moved)]
+
+
+def recon_with_starts(model, text: str, codes, unit_chars: list[int], starts: list[int]) -> tuple[float, int]:
+    """1 - CER of `text` through both levels when level 1 starts its segments at `starts`
+    (character offsets of level-0 units; hard boundaries, then the coverage rule) instead of where
+    its splitter would; `codes` from `encode_ids`. Returns (accuracy, level-1 segments)."""
+    S = model.config.levels[1].seg_len
+    x = codes[0].z.flatten(1)[None]  # (1, m0, C0*d0): level 1's inputs
+    want, n = set(starts), torch.tensor([len(unit_chars)], device=x.device)
+    bos = force_coverage(torch.tensor([[c in want for c in unit_chars]], device=x.device), n, S)  # (1, m0)
+    win = make_windows(x, bos.float().clamp(1e-4, 1 - 1e-4), bos, n, S)
+    z = model.levels[1].compressor(win.x, win.logp, win.valid)  # (m1, C1, d1)
+    return 1 - cer(decode_down(model, 1, decode_windows(model, 1, z)), text), int(bos.sum())
+
+
+ALIGNMENTS = ("own", "own_moved", "sentence", "sentence_moved")
+
+
 @torch.inference_mode()
 def boundary_headroom(model, paras, draws: int = 20, seed: int = 0):
     S = model.config.levels[1].seg_len
     seen = {}
     hook = model.levels[1].splitter.out.register_forward_hook(lambda m, i, o: seen.__setitem__("u", o))
     pos, neg, agg, chance = [], [], collections.Counter(), collections.Counter()
-    rng = random.Random(seed)
+    rec = {k: [] for k in ALIGNMENTS}
+    segs = collections.Counter()
+    rng, move_rng = random.Random(seed), random.Random(seed + 1)
     try:
         for p in tqdm(paras, desc="boundary headroom", leave=False):
             codes = encode_ids(model, codec.encode(p))
@@ -180,6 +211,14 @@ def boundary_headroom(model, paras, draws: int = 20, seed: int = 0):
                 r = boundary_prf(chance_starts(units, n_starts, rng), ref, tolerance=1)
                 for key in ("tp", "n_pred", "n_ref"):
                     chance[key] += r[key] / draws
+            own = [units[i] for i in codes[1].win.start.tolist()]
+            sent = ceiling_starts(units, ref, S)
+            d = move_rng.choice((-2, -1, 1, 2))
+            cands = (own, shifted_starts(units, own, d), sent, shifted_starts(units, sent, d))
+            for k, starts in zip(ALIGNMENTS, cands):
+                acc, m1 = recon_with_starts(model, p, codes, units, starts)
+                rec[k].append(acc)
+                segs[k] += m1
     finally:
         hook.remove()
     out = {"l1_sentence_auc": ranking_auc(pos, neg)}
@@ -188,6 +227,9 @@ def boundary_headroom(model, paras, draws: int = 20, seed: int = 0):
         out[f"l1_sentence_{tag}_precision"] = pr
         out[f"l1_sentence_{tag}_recall"] = rc
         out[f"l1_sentence_{tag}_f1"] = 2 * pr * rc / max(pr + rc, 1e-12)
+    for k in ALIGNMENTS:
+        out[f"l1_recon_{k}_starts"] = sum(rec[k]) / max(len(rec[k]), 1)
+        out[f"l1_segments_{k}_starts"] = segs[k]
     return {**out, "l1_seg_len": S, "n_paragraphs": len(paras)}
 
 
@@ -225,6 +267,10 @@ def print_tables(h: dict) -> None:
         f"  F1 of as many random starts (chance)  {h['l1_sentence_chance_f1']:.3f}"
         f" (precision {h['l1_sentence_chance_precision']:.3f}, recall {h['l1_sentence_chance_recall']:.3f})"
     )
+    print("reconstruction through both levels with level-1 starts forced to (level-1 segments):")
+    names = ("the model's own", "  the same, moved 1-2 units", "sentence starts", "  the same, moved 1-2 units")
+    for k, name in zip(ALIGNMENTS, names):
+        print(f"  {name:36s} {h[f'l1_recon_{k}_starts']:.4f} ({h[f'l1_segments_{k}_starts']})")
 
 
 def main(argv=None) -> dict:
