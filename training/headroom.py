@@ -27,7 +27,7 @@ Level-1 boundaries, on the held-out paragraphs of `training.evaluate`:
   at the ceiling's sentence starts, and at each of those moved by the same 1-2 level-0 segments
   (one draw per paragraph): if the reconstruction loss rewarded sentence-aligned segments, the
   moved copy of the sentence starts would reconstruct worse at the same segment lengths.
-Prints two tables and writes JSON with --out.
+Prints the figures as tables and writes JSON with --out.
 """
 
 from __future__ import annotations
