@@ -68,13 +68,19 @@ def ranking_auc(pos: Iterable[float], neg: Iterable[float]) -> float:
     return float(above / (len(pos) * len(neg)))
 
 
+def covered_bos(flags: list[bool], seg_len: int, device=None) -> torch.Tensor:
+    """Per-level-0-unit start flags -> (1, n) bool BOS row with the starts the splitter's coverage
+    rule (`force_coverage`) adds after `seg_len` units without one."""
+    n = torch.tensor([len(flags)], device=device)
+    return force_coverage(torch.tensor([flags], device=device), n, seg_len)
+
+
 def ceiling_starts(unit_chars: list[int], sentence_chars: Iterable[int], seg_len: int) -> list[int]:
     """The best level-1 starts on a given level 0: unit 0, every unit that begins within +-1 character
     of a sentence start, and the starts the splitter's coverage rule (`force_coverage`) adds after
     `seg_len` units without one. unit_chars: the character offset of each level-0 segment."""
     near = {c + d for c in sentence_chars for d in (-1, 0, 1)}
-    bos = torch.tensor([[j == 0 or c in near for j, c in enumerate(unit_chars)]])  # (1, n)
-    starts = force_coverage(bos, torch.tensor([len(unit_chars)]), seg_len)[0]
+    starts = covered_bos([j == 0 or c in near for j, c in enumerate(unit_chars)], seg_len)[0]  # (n,)
     return [c for c, start in zip(unit_chars, starts.tolist()) if start]
 
 
@@ -175,8 +181,9 @@ def recon_with_starts(model, text: str, codes, unit_chars: list[int], starts: li
     its splitter would; `codes` from `encode_ids`. Returns (accuracy, level-1 segments)."""
     S = model.config.levels[1].seg_len
     x = codes[0].z.flatten(1)[None]  # (1, m0, C0*d0): level 1's inputs
-    want, n = set(starts), torch.tensor([len(unit_chars)], device=x.device)
-    bos = force_coverage(torch.tensor([[c in want for c in unit_chars]], device=x.device), n, S)  # (1, m0)
+    want = set(starts)
+    bos = covered_bos([c in want for c in unit_chars], S, x.device)  # (1, m0)
+    n = torch.tensor([len(unit_chars)], device=x.device)
     win = make_windows(x, bos.float().clamp(1e-4, 1 - 1e-4), bos, n, S)
     z = model.levels[1].compressor(win.x, win.logp, win.valid)  # (m1, C1, d1)
     return 1 - cer(decode_down(model, 1, decode_windows(model, 1, z)), text), int(bos.sum())
