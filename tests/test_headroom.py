@@ -7,14 +7,18 @@ import torch
 
 from training.headroom import (
     SAMPLE_COUNTS,
+    FixedBOS,
     boundary_headroom,
     ceiling_starts,
     chance_starts,
     infill_headroom,
+    loss_with_starts,
     mlm_prediction,
     ranking_auc,
     recon_with_starts,
     shifted_starts,
+    start_pull,
+    within_doc_auc,
     word_table,
 )
 from zonkey import Zonkey, ZonkeyConfig
@@ -138,3 +142,72 @@ def test_recon_with_the_models_own_starts_is_the_models_reconstruction(small):
         assert acc == 1 - cer(small.reconstruct(text), text)  # its level-1 BOS is saturated: the same boundaries
         acc_all, m_all = recon_with_starts(small, text, codes, units, units)  # a level-1 segment per word
         assert m_all == len(units) and acc_all >= acc
+
+
+def level1_batch(model, seed=0):
+    """Two seeded level-1 documents (b=2, n=12 level-0 units of C0*d0 numbers), the second 9 long."""
+    lc = model.config.levels[0]
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(2, 12, lc.n_latents * lc.d_model, generator=g), torch.tensor([12, 9])
+
+
+def test_fixed_bos_makes_the_level_start_exactly_at_the_given_units(model):
+    x, lengths = level1_batch(model)
+    bos = torch.zeros(2, 12, dtype=torch.bool)
+    bos[:, 0] = bos[0, 5] = bos[1, 3] = True
+    lv = model.levels[1]
+    with torch.inference_mode():
+        win, beta = lv.split(x, lengths)  # the real splitter: its own starts
+        splitter, lv.splitter = lv.splitter, FixedBOS(bos.float().clamp(1e-4, 1 - 1e-4))
+        try:
+            win, _ = lv.split(x, lengths, generator=torch.Generator().manual_seed(0))
+        finally:
+            lv.splitter = splitter
+    S = model.config.levels[1].seg_len
+    want = {(0, 0), (0, 5), (1, 0), (1, 3)} | {(0, 5 + k * S) for k in range(1, 3) if 5 + k * S < 12}
+    assert set(zip(win.doc.tolist(), win.start.tolist())) == want
+
+
+def test_loss_with_starts_is_seeded_weights_its_total_and_puts_the_splitter_back(model):
+    x, lengths = level1_batch(model)
+    bos = torch.zeros(2, 12, dtype=torch.bool)
+    bos[:, 0] = bos[0, 6] = True
+    lv = model.levels[1]
+    splitter = lv.splitter
+    with torch.inference_mode():
+        a = loss_with_starts(model, x, lengths, bos, seed=1, repeats=2)
+        assert a == loss_with_starts(model, x, lengths, bos, seed=1, repeats=2)
+        other = loss_with_starts(model, x, lengths, ~bos, seed=1, repeats=2)  # many more, shorter segments
+        with pytest.raises(ValueError, match=r"one flag per level-1 input: \(2, 12\)"):
+            loss_with_starts(model, x, lengths, bos[:, :5], seed=1)
+    assert lv.splitter is splitter
+    weights = model.config.loss_weights.as_dict()
+    assert {"clean_recon", "dirty_recon", "short", "total"} <= set(a)
+    assert a["total"] == pytest.approx(sum(weights[k] * v for k, v in a.items() if k != "total"))
+    assert other["short"] > a["short"]  # segments of one unit are what the short-segment loss punishes
+
+
+def test_start_pull_gives_a_uniform_gradient_no_pull_and_puts_the_splitter_back(model):
+    x, lengths = level1_batch(model)
+    is_sentence = torch.zeros(2, 12, dtype=torch.bool)
+    is_sentence[0, 4] = is_sentence[1, 6] = True
+    splitter = model.levels[1].splitter
+    pull = start_pull(model, x, lengths, is_sentence, seed=0, repeats=2)
+    assert model.levels[1].splitter is splitter
+    assert {"total", "total_same_beta", "clean_recon", "short"} <= set(pull)
+    assert all(0.0 <= v <= 1.0 for v in pull.values())
+    # the compression penalty depends on the mean BOS rate only: the same gradient at every unit
+    assert pull["compression"] == pull["compression_same_beta"] == 0.5
+    assert pull == start_pull(model, x, lengths, is_sentence, seed=0, repeats=2)
+
+
+def test_within_doc_auc_ranks_pairs_of_one_document_and_one_stratum_only():
+    score = torch.tensor([[0.1, 0.0, 5.0], [10.0, 9.0, 0.0]])
+    pos = torch.tensor([[True, False, False], [True, False, False]])
+    neg = ~pos
+    one = torch.zeros(2, 3, dtype=torch.long)
+    # within each document the positive is above both negatives but for 5.0 in the first
+    assert within_doc_auc(score, pos, neg, one) == pytest.approx(3 / 4)
+    # across documents 0.1 would also lose to 9.0: not counted
+    assert within_doc_auc(score, pos, neg, torch.tensor([[0, 0, 1], [0, 0, 0]])) == 1.0  # 5.0 in another stratum
+    assert within_doc_auc(score, pos, neg, torch.tensor([[0, 1, 1], [0, 1, 1]])) == 0.5  # no pairs at all

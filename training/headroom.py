@@ -26,7 +26,13 @@ Level-1 boundaries, on the held-out paragraphs of `training.evaluate`:
   segments (hard boundaries, plus the coverage rule's forced starts) at the model's own starts,
   at the ceiling's sentence starts, and at each of those moved by the same 1-2 level-0 segments
   (one draw per paragraph): if the reconstruction loss rewarded sentence-aligned segments, the
-  moved copy of the sentence starts would reconstruct worse at the same segment lengths.
+  moved copy of the sentence starts would reconstruct worse at the same segment lengths;
+- alignment and the training loss: every term of level 1's training loss (`loss_with_starts`, the
+  level's own training pass on the paragraphs, 4 seeded passes) with its starts forced to those
+  four sets, and the pull of each term toward sentence starts (`start_pull`): the ranking AUC of
+  -d term / d beta at the level-0 units that begin a sentence against the other units of the same
+  paragraph, and against only those with the same BOS probability (unit-wide logit bins), since a
+  term's gradient also depends on where the splitter already starts segments. 0.5 is no pull.
 Prints the figures as tables and writes JSON with --out.
 """
 
@@ -43,6 +49,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 from tqdm import tqdm
 
 from training.data import heldout_sentences, local_split
@@ -175,14 +183,20 @@ def shifted_starts(unit_chars: list[int], starts: list[int], d: int) -> list[int
     return [unit_chars[j] for j in sorted({0} | moved)]
 
 
+def start_row(unit_chars: list[int], starts: list[int], seg_len: int, device=None) -> torch.Tensor:
+    """Level-1 starts given as character offsets of level-0 units -> (1, m0) bool BOS row, with the
+    coverage rule's forced starts."""
+    want = set(starts)
+    return covered_bos([c in want for c in unit_chars], seg_len, device)
+
+
 def recon_with_starts(model, text: str, codes, unit_chars: list[int], starts: list[int]) -> tuple[float, int]:
     """1 - CER of `text` through both levels when level 1 starts its segments at `starts`
     (character offsets of level-0 units; hard boundaries, then the coverage rule) instead of where
     its splitter would; `codes` from `encode_ids`. Returns (accuracy, level-1 segments)."""
     S = model.config.levels[1].seg_len
     x = codes[0].z.flatten(1)[None]  # (1, m0, C0*d0): level 1's inputs
-    want = set(starts)
-    bos = covered_bos([c in want for c in unit_chars], S, x.device)  # (1, m0)
+    bos = start_row(unit_chars, starts, S, x.device)  # (1, m0)
     n = torch.tensor([len(unit_chars)], device=x.device)
     win = make_windows(x, bos.float().clamp(1e-4, 1 - 1e-4), bos, n, S)
     z = model.levels[1].compressor(win.x, win.logp, win.valid)  # (m1, C1, d1)
@@ -192,14 +206,111 @@ def recon_with_starts(model, text: str, codes, unit_chars: list[int], starts: li
 ALIGNMENTS = ("own", "own_moved", "sentence", "sentence_moved")
 
 
+class FixedBOS(nn.Module):
+    """A stand-in for a level's splitter that returns given BOS probabilities (b, n) whatever its input."""
+
+    def __init__(self, beta: torch.Tensor):
+        super().__init__()
+        self.beta = beta
+
+    def forward(self, x, lengths):
+        return self.beta
+
+
+def loss_with_starts(model, x, lengths, bos, seed: int = 0, repeats: int = 4) -> dict[str, float]:
+    """Level 1's training loss terms when its splitter starts segments exactly at `bos` (hard
+    probabilities 1e-4 / 1 - 1e-4, so the windows' existence and shares are those of a sure splitter).
+    x: (b, n, C0*d0) level-1 inputs, lengths: (b,), bos: (b, n) bool. Each term (unweighted) and
+    `total` (weighted as in training) are averaged over `repeats` seeded passes (noise levels,
+    masks and negatives are drawn as in training)."""
+    if bos.shape != x.shape[:2]:
+        raise ValueError(f"bos has shape {tuple(bos.shape)}; it needs one flag per level-1 input: {tuple(x.shape[:2])}")
+    lv, weights = model.levels[1], model.config.loss_weights.as_dict()
+    splitter = lv.splitter
+    lv.splitter = FixedBOS(bos.float().clamp(1e-4, 1 - 1e-4))
+    sums = collections.Counter()
+    try:
+        for r in range(repeats):
+            torch.manual_seed(seed + r)
+            terms = lv(x, lengths).terms
+            for k, v in terms.items():
+                sums[k] += float(v) / repeats
+                sums["total"] += weights[k] * float(v) / repeats
+    finally:
+        lv.splitter = splitter
+    return dict(sums)
+
+
+class GradBOS(nn.Module):
+    """Wraps a level's splitter so its BOS probabilities (b, n) become a leaf that gradients reach."""
+
+    def __init__(self, splitter: nn.Module):
+        super().__init__()
+        self.splitter, self.beta = splitter, None
+
+    def forward(self, x, lengths):
+        self.beta = self.splitter(x, lengths).detach().requires_grad_()
+        return self.beta
+
+
+def start_pull(model, x, lengths, is_sentence, seed: int = 0, repeats: int = 4) -> dict[str, float]:
+    """Which of level 1's training loss terms pull its starts toward sentence starts: for each term,
+    the ranking AUC of -d term / d beta (summed over `repeats` seeded passes, the splitter's own
+    probabilities, boundaries sampled as in training) at the level-0 units that begin a sentence
+    against the other units (unit 0 excluded). 0.5: no pull; above: the term raises the start
+    probability more at sentence starts. `total` is the weighted sum as in training.
+    x: (b, n, C0*d0), lengths: (b,), is_sentence: (b, n) bool."""
+    lv, weights = model.levels[1], model.config.loss_weights.as_dict()
+    splitter = lv.splitter
+    lv.splitter = GradBOS(splitter)
+    grads = collections.defaultdict(float)
+    try:
+        with torch.enable_grad():
+            for r in range(repeats):
+                torch.manual_seed(seed + r)
+                terms = lv(x, lengths).terms
+                terms["total"] = sum(weights[k] * v for k, v in terms.items())
+                beta = lv.splitter.beta
+                for k, v in terms.items():
+                    if v.requires_grad:
+                        grads[k] = grads[k] + torch.autograd.grad(v, beta, retain_graph=True)[0]
+    finally:
+        lv.splitter = splitter
+    real = torch.arange(x.shape[1])[None] < lengths[:, None]
+    real[:, 0] = False
+    pos, neg = is_sentence & real, ~is_sentence & real
+    # (b, n) unit-wide logit bins of beta (the same in every pass: the splitter is deterministic)
+    beta_bins = torch.logit(beta.detach().clamp(1e-6, 1 - 1e-6)).round().long()
+    out = {}
+    for k, g in grads.items():
+        if torch.is_tensor(g):
+            out[k] = within_doc_auc(-g, pos, neg, torch.zeros_like(real, dtype=torch.long))
+            out[f"{k}_same_beta"] = within_doc_auc(-g, pos, neg, beta_bins)
+    return out
+
+
+def within_doc_auc(score: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, strata: torch.Tensor) -> float:
+    """`ranking_auc` over the (positive, negative) pairs of the same row and the same stratum only,
+    so that neither what differs between documents (a per-document mean, its length) nor what the
+    strata hold fixed can rank. score, pos, neg: (b, n); strata: (b, n) long."""
+    above = pairs = 0.0
+    for s, p, q, k in zip(score.tolist(), pos.tolist(), neg.tolist(), strata.tolist()):
+        for g in set(k):
+            a = [v for v, f, kk in zip(s, p, k) if f and kk == g]
+            b = [v for v, f, kk in zip(s, q, k) if f and kk == g]
+            above += ranking_auc(a, b) * len(a) * len(b)
+            pairs += len(a) * len(b)
+    return above / pairs if pairs else 0.5
+
+
 @torch.inference_mode()
 def boundary_headroom(model, paras, draws: int = 20, seed: int = 0):
     S = model.config.levels[1].seg_len
     seen = {}
     hook = model.levels[1].splitter.out.register_forward_hook(lambda m, i, o: seen.__setitem__("u", o))
     pos, neg, agg, chance = [], [], collections.Counter(), collections.Counter()
-    rec = {k: [] for k in ALIGNMENTS}
-    segs = collections.Counter()
+    rec, rows = {k: [] for k in ALIGNMENTS}, {k: [] for k in ALIGNMENTS}
+    xs, sentence, segs = [], [], collections.Counter()
     rng, move_rng = random.Random(seed), random.Random(seed + 1)
     try:
         for p in tqdm(paras, desc="boundary headroom", leave=False):
@@ -222,12 +333,24 @@ def boundary_headroom(model, paras, draws: int = 20, seed: int = 0):
             sent = ceiling_starts(units, ref, S)
             d = move_rng.choice((-2, -1, 1, 2))
             cands = (own, shifted_starts(units, own, d), sent, shifted_starts(units, sent, d))
+            xs.append(codes[0].z.flatten(1))  # (m0, C0*d0)
+            sentence.append(torch.tensor([j > 0 and c in near for j, c in enumerate(units)]))
             for k, starts in zip(ALIGNMENTS, cands):
                 acc, m1 = recon_with_starts(model, p, codes, units, starts)
                 rec[k].append(acc)
+                rows[k].append(start_row(units, starts, S)[0])
                 segs[k] += m1
     finally:
         hook.remove()
+    cap = model.config.levels[1].doc_len  # level 1 trains on the first doc_len units of a document
+    lengths = torch.tensor([min(len(x), cap) for x in xs])
+    X = pad_sequence([x[:cap] for x in xs], batch_first=True)  # (b, n, C0*d0)
+    losses = {
+        k: loss_with_starts(model, X, lengths, pad_sequence([r[:cap] for r in rows[k]], True), seed) for k in ALIGNMENTS
+    }
+    with torch.inference_mode(False):  # the gradients need tensors made outside inference mode
+        X = X.clone()
+        pull = start_pull(model, X, lengths, pad_sequence([f[:cap] for f in sentence], True), seed)
     out = {"l1_sentence_auc": ranking_auc(pos, neg)}
     for tag, c in (("ceiling", agg), ("chance", chance)):
         pr, rc = c["tp"] / max(c["n_pred"], 1), c["tp"] / max(c["n_ref"], 1)
@@ -237,6 +360,8 @@ def boundary_headroom(model, paras, draws: int = 20, seed: int = 0):
     for k in ALIGNMENTS:
         out[f"l1_recon_{k}_starts"] = sum(rec[k]) / max(len(rec[k]), 1)
         out[f"l1_segments_{k}_starts"] = segs[k]
+        out.update({f"l1_loss_{k}_starts_{t}": v for t, v in losses[k].items()})
+    out.update({f"l1_pull_auc_{t}": v for t, v in pull.items()})
     return {**out, "l1_seg_len": S, "n_paragraphs": len(paras)}
 
 
@@ -278,6 +403,16 @@ def print_tables(h: dict) -> None:
     names = ("the model's own", "  the same, moved 1-2 units", "sentence starts", "  the same, moved 1-2 units")
     for k, name in zip(ALIGNMENTS, names):
         print(f"  {name:36s} {h[f'l1_recon_{k}_starts']:.4f} ({h[f'l1_segments_{k}_starts']})")
+    terms = sorted(k[len("l1_loss_own_starts_") :] for k in h if k.startswith("l1_loss_own_starts_"))
+    print("level 1's training loss terms (unweighted; total weighted as in training) with its starts forced to:")
+    print(f"  {'term':14s}" + "".join(f"{k:>16s}" for k in ALIGNMENTS))
+    for t in terms:
+        print(f"  {t:14s}" + "".join(f"{h[f'l1_loss_{k}_starts_{t}']:16.4f}" for k in ALIGNMENTS))
+    print("pull of each term toward sentence starts: AUC of -d term / d beta, sentence-start units against the")
+    print("others of the same paragraph; then only against those whose beta is in the same unit-wide logit bin:")
+    for t in terms:
+        a, b = h.get(f"l1_pull_auc_{t}", float("nan")), h.get(f"l1_pull_auc_{t}_same_beta", float("nan"))
+        print(f"  {t:14s} {a:.3f}   same beta {b:.3f}")
 
 
 def main(argv=None) -> dict:
