@@ -196,6 +196,8 @@ def test_start_pull_gives_a_uniform_gradient_no_pull_and_puts_the_splitter_back(
     assert model.levels[1].splitter is splitter
     assert {"total", "total_same_beta", "clean_recon", "short"} <= set(pull)
     assert all(0.0 <= v <= 1.0 for v in pull.values())
+    shares = [v for k, v in pull.items() if k.endswith("_share")]
+    assert sum(shares) == pytest.approx(1.0) and "total_share" not in pull
     # the compression penalty depends on the mean BOS rate only: the same gradient at every unit
     assert pull["compression"] == pull["compression_same_beta"] == 0.5
     assert pull == start_pull(model, x, lengths, is_sentence, seed=0, repeats=2)

@@ -258,7 +258,10 @@ def start_pull(model, x, lengths, is_sentence, seed: int = 0, repeats: int = 4) 
     the ranking AUC of -d term / d beta (summed over `repeats` seeded passes, the splitter's own
     probabilities, boundaries sampled as in training) at the level-0 units that begin a sentence
     against the other units (unit 0 excluded). 0.5: no pull; above: the term raises the start
-    probability more at sentence starts. `total` is the weighted sum as in training.
+    probability more at sentence starts. `total` is the weighted sum as in training. `<term>_share`:
+    the term's part of the weighted gradient's size (mean |weight * gradient| over the units,
+    as a fraction of the sum over the terms), so a term with a strong pull but a small share
+    hardly moves the splitter.
     x: (b, n, C0*d0), lengths: (b,), is_sentence: (b, n) bool."""
     lv, weights = model.levels[1], model.config.loss_weights.as_dict()
     splitter = lv.splitter
@@ -281,11 +284,14 @@ def start_pull(model, x, lengths, is_sentence, seed: int = 0, repeats: int = 4) 
     pos, neg = is_sentence & real, ~is_sentence & real
     # (b, n) unit-wide logit bins of beta (the same in every pass: the splitter is deterministic)
     beta_bins = torch.logit(beta.detach().clamp(1e-6, 1 - 1e-6)).round().long()
+    grads = {k: g for k, g in grads.items() if torch.is_tensor(g)}
+    size = {k: float((weights[k] * g)[real].abs().mean()) for k, g in grads.items() if k != "total"}
     out = {}
     for k, g in grads.items():
-        if torch.is_tensor(g):
-            out[k] = within_doc_auc(-g, pos, neg, torch.zeros_like(real, dtype=torch.long))
-            out[f"{k}_same_beta"] = within_doc_auc(-g, pos, neg, beta_bins)
+        out[k] = within_doc_auc(-g, pos, neg, torch.zeros_like(real, dtype=torch.long))
+        out[f"{k}_same_beta"] = within_doc_auc(-g, pos, neg, beta_bins)
+        if k != "total":
+            out[f"{k}_share"] = size[k] / max(sum(size.values()), 1e-30)
     return out
 
 
@@ -409,10 +415,11 @@ def print_tables(h: dict) -> None:
     for t in terms:
         print(f"  {t:14s}" + "".join(f"{h[f'l1_loss_{k}_starts_{t}']:16.4f}" for k in ALIGNMENTS))
     print("pull of each term toward sentence starts: AUC of -d term / d beta, sentence-start units against the")
-    print("others of the same paragraph; then only against those whose beta is in the same unit-wide logit bin:")
+    print("others of the same paragraph, then only against those whose beta is in the same unit-wide logit bin;")
+    print("and the term's share of the size of the weighted gradient:")
     for t in terms:
-        a, b = h.get(f"l1_pull_auc_{t}", float("nan")), h.get(f"l1_pull_auc_{t}_same_beta", float("nan"))
-        print(f"  {t:14s} {a:.3f}   same beta {b:.3f}")
+        a, b, c = (h.get(f"l1_pull_auc_{t}{x}", float("nan")) for x in ("", "_same_beta", "_share"))
+        print(f"  {t:14s} {a:.3f}   same beta {b:.3f}   share {c:.3f}")
 
 
 def main(argv=None) -> dict:
