@@ -12,16 +12,19 @@ from training.headroom import (
     ceiling_starts,
     chance_starts,
     infill_headroom,
+    linear_probe_auc,
     loss_with_starts,
     mlm_prediction,
     ranking_auc,
     recon_with_starts,
     shifted_starts,
     start_pull,
+    unit_features,
     within_doc_auc,
     word_table,
 )
-from zonkey import Zonkey, ZonkeyConfig
+from zonkey import Zonkey, ZonkeyConfig, codec
+from zonkey.inference import encode_ids
 
 TEXTS = [
     "The cat sat on the mat. The dog ran to the park and the cat ran after it.",
@@ -213,3 +216,26 @@ def test_within_doc_auc_ranks_pairs_of_one_document_and_one_stratum_only():
     # across documents 0.1 would also lose to 9.0: not counted
     assert within_doc_auc(score, pos, neg, torch.tensor([[0, 0, 1], [0, 0, 0]])) == 1.0  # 5.0 in another stratum
     assert within_doc_auc(score, pos, neg, torch.tensor([[0, 1, 1], [0, 1, 1]])) == 0.5  # no pairs at all
+
+
+def test_linear_probe_auc_finds_a_linear_signal_and_nothing_in_noise():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(600, 8, generator=g)
+    y = (x[:, 2] - 0.5 * x[:, 5] > 0.3).float()  # a linear rule
+    assert linear_probe_auc(x[:400], y[:400], x[400:], y[400:]) > 0.99
+    noise = (torch.rand(600, generator=g) < 0.3).float()  # labels that the features do not predict
+    assert abs(linear_probe_auc(x[:400], noise[:400], x[400:], noise[400:]) - 0.5) < 0.12
+    with torch.inference_mode():  # as `headroom` calls it, on features made under inference mode
+        x2, y2 = x.clone(), y.clone()
+        same = linear_probe_auc(x2[:400], y2[:400], x2[400:], y2[400:])
+    assert same == linear_probe_auc(x[:400], y[:400], x[400:], y[400:])
+
+
+def test_unit_features_pair_each_segment_with_the_one_before(model):
+    paras = ["One two three. Four five six.", "Seven eight. Nine ten eleven twelve."]
+    with torch.inference_mode():
+        x, y = unit_features(model, paras)
+        per = [encode_ids(model, codec.encode(p), top=0)[0].z.flatten(1) for p in paras]
+    assert x.shape == (sum(len(z) - 1 for z in per), 2 * per[0].shape[1]) and y.shape == (x.shape[0],)
+    torch.testing.assert_close(x[: len(per[0]) - 1], torch.cat([per[0][:-1], per[0][1:]], dim=1))
+    assert set(y.tolist()) <= {0.0, 1.0}

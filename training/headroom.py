@@ -16,6 +16,9 @@ Single-word infill, on the gaps of `training.evaluate` (same held-out sentences,
 Level-1 boundaries, on the held-out paragraphs of `training.evaluate`:
 - AUC: how well the level-1 splitter's score (before the sigmoid, which saturates) ranks the level-0
   segments that begin a sentence (+-1 character) above the other level-0 segments;
+- probe: the same AUC for a logistic regression on level 1's inputs (the flattened latents of the
+  level-0 segment and of the one before it), fit on the level-0 segments of 400 training
+  paragraphs: whether level 1 is given what it needs to find sentence starts;
 - ceiling: the F1 (+-1, as in evaluate) of the best segmentation a level-1 splitter can make on
   this level 0: a start at every level-0 segment that begins a sentence, plus the starts the
   coverage rule forces after S level-0 segments without one;
@@ -310,6 +313,44 @@ def within_doc_auc(score: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, st
 
 
 @torch.inference_mode()
+def unit_features(model, paras) -> tuple[torch.Tensor, torch.Tensor]:
+    """Level 1's inputs around each level-0 segment but the first of each paragraph: the segment's
+    flattened latents and those of the segment before, (u, 2*C0*d0), and whether the segment
+    begins a sentence (+-1 character), (u,)."""
+    feats, labels = [], []
+    for p in paras:
+        codes = encode_ids(model, codec.encode(p), top=0)
+        units = codec.char_map(p).char_of_byte[codes[0].win.start.cpu().numpy()].tolist()
+        near = {c + d for c in sentence_starts(p) for d in (-1, 0, 1)}
+        z = codes[0].z.flatten(1).float()  # (m0, C0*d0)
+        feats.append(torch.cat([z[:-1], z[1:]], dim=1))
+        labels += [float(c in near) for c in units[1:]]
+    return torch.cat(feats), torch.tensor(labels)
+
+
+def linear_probe_auc(x_train, y_train, x_test, y_test, l2: float = 1e-3) -> float:
+    """Fit a logistic regression (standardised features, L2 penalty, L-BFGS from zero: deterministic)
+    on (x_train, y_train) and return the ranking AUC of its scores on (x_test, y_test)."""
+    with torch.inference_mode(False), torch.enable_grad():  # also when called under inference mode
+        x_train, y_train, x_test = x_train.clone(), y_train.clone(), x_test.clone()  # normal tensors
+        mu, sd = x_train.mean(0), x_train.std(0) + 1e-6
+        a, b = (x_train - mu) / sd, (x_test - mu) / sd
+        w = torch.zeros(a.shape[1], requires_grad=True)
+        c = torch.zeros((), requires_grad=True)
+        opt = torch.optim.LBFGS([w, c], max_iter=200, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = F.binary_cross_entropy_with_logits(a @ w + c, y_train) + l2 * w.pow(2).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        score = (b @ w + c).detach()
+    return ranking_auc(score[y_test == 1].tolist(), score[y_test == 0].tolist())
+
+
+@torch.inference_mode()
 def boundary_headroom(model, paras, draws: int = 20, seed: int = 0):
     S = model.config.levels[1].seg_len
     seen = {}
@@ -371,7 +412,7 @@ def boundary_headroom(model, paras, draws: int = 20, seed: int = 0):
     return {**out, "l1_seg_len": S, "n_paragraphs": len(paras)}
 
 
-def headroom(model_dir: str, n_sentences: int = 100, n_paragraphs: int = 60, seed: int = 0, min_count: int = 3):
+def headroom(model_dir: str, n_sentences=100, n_paragraphs=60, seed=0, min_count=3, n_probe=400) -> dict:
     torch.manual_seed(seed)
     model = Zonkey.from_pretrained(model_dir)
     model.eval()
@@ -382,7 +423,13 @@ def headroom(model_dir: str, n_sentences: int = 100, n_paragraphs: int = 60, see
     out = {"model": model_dir, "seed": seed, "n_sentences": n_sentences}
     sentences = heldout_sentences(held, n_sentences, seed=seed)
     out.update(infill_headroom(model, sentences, train, seed, min_count=min_count))
-    out.update(boundary_headroom(model, paragraphs(held, n_paragraphs), seed=seed))
+    held_paras = paragraphs(held, n_paragraphs)
+    out.update(boundary_headroom(model, held_paras, seed=seed))
+    with torch.inference_mode():
+        train_x, train_y = unit_features(model, paragraphs(train, n_probe))
+        test_x, test_y = unit_features(model, held_paras)
+    out["l1_sentence_probe_auc"] = linear_probe_auc(train_x, train_y, test_x, test_y)
+    out["l1_sentence_probe_train_units"] = len(train_y)
     return out
 
 
@@ -397,6 +444,9 @@ def print_tables(h: dict) -> None:
     print(f"  (original word among the table's {table}: {h['infill_1w_word_in_table']:.3f})")
     print(f"\nlevel-1 starts against sentence starts, {h['n_paragraphs']} paragraphs, S = {h['l1_seg_len']}")
     print(f"  ranking AUC of the splitter's score   {h['l1_sentence_auc']:.3f}")
+    if "l1_sentence_probe_auc" in h:
+        n, auc = f"{h['l1_sentence_probe_train_units']:,}", h["l1_sentence_probe_auc"]
+        print(f"  the same, linear probe on its inputs  {auc:.3f} (fit on {n} training segments)")
     print(
         f"  F1 ceiling on this level 0 (+-1)      {h['l1_sentence_ceiling_f1']:.3f}"
         f" (precision {h['l1_sentence_ceiling_precision']:.3f}, recall {h['l1_sentence_ceiling_recall']:.3f})"
@@ -429,9 +479,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--paragraphs", type=int, default=60)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--min-count", type=int, default=3)
+    ap.add_argument("--probe-paragraphs", type=int, default=400, help="training paragraphs the probe is fit on")
     ap.add_argument("--out", default="")
     a = ap.parse_args(argv)
-    h = headroom(a.model, a.sentences, a.paragraphs, a.seed, a.min_count)
+    h = headroom(a.model, a.sentences, a.paragraphs, a.seed, a.min_count, a.probe_paragraphs)
     print_tables(h)
     if a.out:
         Path(a.out).write_text(json.dumps(h, indent=2) + "\n")
