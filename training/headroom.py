@@ -35,7 +35,8 @@ Level-1 boundaries, on the held-out paragraphs of `training.evaluate`:
   four sets, and the pull of each term toward sentence starts (`start_pull`): the ranking AUC of
   -d term / d beta at the level-0 units that begin a sentence against the other units of the same
   paragraph, and against only those with the same BOS probability (unit-wide logit bins), since a
-  term's gradient also depends on where the splitter already starts segments. 0.5 is no pull.
+  term's gradient also depends on where the splitter already starts segments (0.5 is no pull),
+  with the term's share of the weighted gradient's size.
 Prints the figures as tables and writes JSON with --out.
 """
 
