@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import random
 import re
@@ -87,11 +88,16 @@ def covered_bos(flags: list[bool], seg_len: int, device=None) -> torch.Tensor:
     return force_coverage(torch.tensor([flags], device=device), n, seg_len)
 
 
+def within_one(chars: Iterable[int]) -> set[int]:
+    """Every character offset within +-1 of one of `chars` (the boundary tolerance of evaluate)."""
+    return {c + d for c in chars for d in (-1, 0, 1)}
+
+
 def ceiling_starts(unit_chars: list[int], sentence_chars: Iterable[int], seg_len: int) -> list[int]:
     """The best level-1 starts on a given level 0: unit 0, every unit that begins within +-1 character
     of a sentence start, and the starts the splitter's coverage rule (`force_coverage`) adds after
     `seg_len` units without one. unit_chars: the character offset of each level-0 segment."""
-    near = {c + d for c in sentence_chars for d in (-1, 0, 1)}
+    near = within_one(sentence_chars)
     starts = covered_bos([j == 0 or c in near for j, c in enumerate(unit_chars)], seg_len)[0]  # (n,)
     return [c for c, start in zip(unit_chars, starts.tolist()) if start]
 
@@ -202,12 +208,28 @@ def recon_with_starts(model, text: str, codes, unit_chars: list[int], starts: li
     x = codes[0].z.flatten(1)[None]  # (1, m0, C0*d0): level 1's inputs
     bos = start_row(unit_chars, starts, S, x.device)  # (1, m0)
     n = torch.tensor([len(unit_chars)], device=x.device)
-    win = make_windows(x, bos.float().clamp(1e-4, 1 - 1e-4), bos, n, S)
+    win = make_windows(x, hard_beta(bos), bos, n, S)
     z = model.levels[1].compressor(win.x, win.logp, win.valid)  # (m1, C1, d1)
     return 1 - cer(decode_down(model, 1, decode_windows(model, 1, z)), text), int(bos.sum())
 
 
 ALIGNMENTS = ("own", "own_moved", "sentence", "sentence_moved")
+
+
+@contextlib.contextmanager
+def level1_splitter(model, splitter: nn.Module):
+    """Level 1 runs with `splitter` in place of its own inside the block; its own is put back after."""
+    lv = model.levels[1]
+    own, lv.splitter = lv.splitter, splitter
+    try:
+        yield
+    finally:
+        lv.splitter = own
+
+
+def hard_beta(bos: torch.Tensor) -> torch.Tensor:
+    """BOS flags -> the probabilities of a sure splitter (1e-4 / 1 - 1e-4)."""
+    return bos.float().clamp(1e-4, 1 - 1e-4)
 
 
 class FixedBOS(nn.Module):
@@ -230,18 +252,14 @@ def loss_with_starts(model, x, lengths, bos, seed: int = 0, repeats: int = 4) ->
     if bos.shape != x.shape[:2]:
         raise ValueError(f"bos has shape {tuple(bos.shape)}; it needs one flag per level-1 input: {tuple(x.shape[:2])}")
     lv, weights = model.levels[1], model.config.loss_weights.as_dict()
-    splitter = lv.splitter
-    lv.splitter = FixedBOS(bos.float().clamp(1e-4, 1 - 1e-4))
     sums = collections.Counter()
-    try:
+    with level1_splitter(model, FixedBOS(hard_beta(bos))):
         for r in range(repeats):
             torch.manual_seed(seed + r)
             terms = lv(x, lengths).terms
             for k, v in terms.items():
                 sums[k] += float(v) / repeats
                 sums["total"] += weights[k] * float(v) / repeats
-    finally:
-        lv.splitter = splitter
     return dict(sums)
 
 
@@ -268,27 +286,21 @@ def start_pull(model, x, lengths, is_sentence, seed: int = 0, repeats: int = 4) 
     hardly moves the splitter.
     x: (b, n, C0*d0), lengths: (b,), is_sentence: (b, n) bool."""
     lv, weights = model.levels[1], model.config.loss_weights.as_dict()
-    splitter = lv.splitter
-    lv.splitter = GradBOS(splitter)
-    grads = collections.defaultdict(float)
-    try:
-        with torch.enable_grad():
-            for r in range(repeats):
-                torch.manual_seed(seed + r)
-                terms = lv(x, lengths).terms
-                terms["total"] = sum(weights[k] * v for k, v in terms.items())
-                beta = lv.splitter.beta
-                for k, v in terms.items():
-                    if v.requires_grad:
-                        grads[k] = grads[k] + torch.autograd.grad(v, beta, retain_graph=True)[0]
-    finally:
-        lv.splitter = splitter
+    grads = {}  # term -> (b, n) d term / d beta summed over the passes
+    wrapped = GradBOS(lv.splitter)
+    with level1_splitter(model, wrapped), torch.enable_grad():
+        for r in range(repeats):
+            torch.manual_seed(seed + r)
+            terms = lv(x, lengths).terms
+            terms["total"] = sum(weights[k] * v for k, v in terms.items())
+            for k, v in terms.items():
+                if v.requires_grad:
+                    grads[k] = grads.get(k, 0) + torch.autograd.grad(v, wrapped.beta, retain_graph=True)[0]
     real = torch.arange(x.shape[1])[None] < lengths[:, None]
     real[:, 0] = False
     pos, neg = is_sentence & real, ~is_sentence & real
     # (b, n) unit-wide logit bins of beta (the same in every pass: the splitter is deterministic)
-    beta_bins = torch.logit(beta.detach().clamp(1e-6, 1 - 1e-6)).round().long()
-    grads = {k: g for k, g in grads.items() if torch.is_tensor(g)}
+    beta_bins = torch.logit(wrapped.beta.detach().clamp(1e-6, 1 - 1e-6)).round().long()
     size = {k: float((weights[k] * g)[real].abs().mean()) for k, g in grads.items() if k != "total"}
     out = {}
     for k, g in grads.items():
@@ -313,20 +325,27 @@ def within_doc_auc(score: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, st
     return above / pairs if pairs else 0.5
 
 
+def probe_rows(xs: list[torch.Tensor], starts: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per paragraph, level 1's inputs (m0, C0*d0) and whether each level-0 segment begins a sentence
+    (m0,) -> one row per segment but the first of its paragraph: its flattened latents and those
+    of the segment before, (u, 2*C0*d0), and its label (u,)."""
+    feats = [torch.cat([x[:-1], x[1:]], dim=1).float() for x in xs]
+    return torch.cat(feats), torch.cat([f[1:] for f in starts]).float()
+
+
 @torch.inference_mode()
 def unit_features(model, paras) -> tuple[torch.Tensor, torch.Tensor]:
-    """Level 1's inputs around each level-0 segment but the first of each paragraph: the segment's
-    flattened latents and those of the segment before, (u, 2*C0*d0), and whether the segment
-    begins a sentence (+-1 character), (u,)."""
-    feats, labels = [], []
+    """`probe_rows` of the paragraphs `paras`: level 1's inputs around each level-0 segment but the
+    first of each paragraph, (u, 2*C0*d0), and whether the segment begins a sentence (+-1
+    character), (u,)."""
+    xs, starts = [], []
     for p in paras:
         codes = encode_ids(model, codec.encode(p), top=0)
         units = codec.char_map(p).char_of_byte[codes[0].win.start.cpu().numpy()].tolist()
-        near = {c + d for c in sentence_starts(p) for d in (-1, 0, 1)}
-        z = codes[0].z.flatten(1).float()  # (m0, C0*d0)
-        feats.append(torch.cat([z[:-1], z[1:]], dim=1))
-        labels += [float(c in near) for c in units[1:]]
-    return torch.cat(feats), torch.tensor(labels)
+        near = within_one(sentence_starts(p))
+        xs.append(codes[0].z.flatten(1))  # (m0, C0*d0)
+        starts.append(torch.tensor([c in near for c in units]))
+    return probe_rows(xs, starts)
 
 
 def linear_probe_auc(x_train, y_train, x_test, y_test, l2: float = 1e-3) -> float:
@@ -352,7 +371,9 @@ def linear_probe_auc(x_train, y_train, x_test, y_test, l2: float = 1e-3) -> floa
 
 
 @torch.inference_mode()
-def boundary_headroom(model, paras, draws: int = 20, seed: int = 0):
+def boundary_headroom(model, paras, draws: int = 20, seed: int = 0, probe_train=None):
+    """The level-1 boundary figures of the module docstring on the paragraphs `paras`; the probe's
+    when `probe_train` holds its training rows (`unit_features` of other paragraphs)."""
     S = model.config.levels[1].seg_len
     seen = {}
     hook = model.levels[1].splitter.out.register_forward_hook(lambda m, i, o: seen.__setitem__("u", o))
@@ -366,7 +387,7 @@ def boundary_headroom(model, paras, draws: int = 20, seed: int = 0):
             score = seen["u"].reshape(-1).float().cpu().numpy()  # (m0,) one per level-0 segment
             units = codec.char_map(p).char_of_byte[codes[0].win.start.cpu().numpy()].tolist()
             ref = sentence_starts(p)
-            near = {c + d for c in ref for d in (-1, 0, 1)}
+            near = within_one(ref)
             for j in range(1, len(units)):
                 (pos if units[j] in near else neg).append(float(score[j]))
             r = boundary_prf(ceiling_starts(units, ref, S), ref, tolerance=1)
@@ -410,6 +431,9 @@ def boundary_headroom(model, paras, draws: int = 20, seed: int = 0):
         out[f"l1_segments_{k}_starts"] = segs[k]
         out.update({f"l1_loss_{k}_starts_{t}": v for t, v in losses[k].items()})
     out.update({f"l1_pull_auc_{t}": v for t, v in pull.items()})
+    if probe_train is not None:
+        out["l1_sentence_probe_auc"] = linear_probe_auc(*probe_train, *probe_rows(xs, sentence))
+        out["l1_sentence_probe_train_units"] = len(probe_train[1])
     return {**out, "l1_seg_len": S, "n_paragraphs": len(paras)}
 
 
@@ -424,13 +448,8 @@ def headroom(model_dir: str, n_sentences=100, n_paragraphs=60, seed=0, min_count
     out = {"model": model_dir, "seed": seed, "n_sentences": n_sentences}
     sentences = heldout_sentences(held, n_sentences, seed=seed)
     out.update(infill_headroom(model, sentences, train, seed, min_count=min_count))
-    held_paras = paragraphs(held, n_paragraphs)
-    out.update(boundary_headroom(model, held_paras, seed=seed))
-    with torch.inference_mode():
-        train_x, train_y = unit_features(model, paragraphs(train, n_probe))
-        test_x, test_y = unit_features(model, held_paras)
-    out["l1_sentence_probe_auc"] = linear_probe_auc(train_x, train_y, test_x, test_y)
-    out["l1_sentence_probe_train_units"] = len(train_y)
+    probe_train = unit_features(model, paragraphs(train, n_probe))
+    out.update(boundary_headroom(model, paragraphs(held, n_paragraphs), seed=seed, probe_train=probe_train))
     return out
 
 
