@@ -89,6 +89,9 @@ def test_infill_headroom_rates_are_rates_and_grow_with_the_samples(small):
     assert h["infill_1w_n"] == len(SENTENCES)
     rates = [h[f"infill_1w_among_{k}_samples"] for k in (1, 2, 4)]
     assert rates == sorted(rates)  # the first k samples are a prefix of the first 2k
+    # infill ranks 8; only 4 were drawn here. A gap whose samples are not all one fill has >= 2 of them
+    assert h["infill_ranked_samples"] == 4
+    assert 2 - h["infill_1w_ranked_samples_all_same"] <= h["infill_ranked_samples_distinct"] <= 4
     for key, v in h.items():
         if key.startswith("infill_1w_") and key != "infill_1w_n":
             assert 0.0 <= v <= 1.0, key

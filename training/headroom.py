@@ -5,7 +5,8 @@ exact single-word infill and level-1 boundaries at sentence starts.
 
 Single-word infill, on the gaps of `training.evaluate` (same held-out sentences, seed and masked words):
 - samples: how often the original word is among the first N fills the level-1 sampler draws for the
-  gap in one batch (`infill` ranks 8), so no ranking of those samples can do better;
+  gap in one batch (`infill` ranks 8), so no ranking of those samples can do better; and how many
+  different fills the first 8 hold (the mean per gap, and how often they are all one fill);
 - the level-1 MLM head as a classifier: the gap is one mask slot in a level-1 window of the
   context's word vectors (as in training's MLM term), and the compressor's output at the slot is
   scored, as InfoNCE scores it (2 atanh cos), against the word vector of every training word (case
@@ -64,7 +65,7 @@ from training.metrics import boundary_prf, cer, sentence_starts
 from zonkey import Zonkey, codec
 from zonkey._utils import rho, to_sphere
 from zonkey.inference import decode_down, decode_windows, encode_ids
-from zonkey.infill import _fill_level1, _word_vectors
+from zonkey.infill import SAMPLES, _fill_level1, _word_vectors
 from zonkey.losses import cos_logits
 from zonkey.splitter import force_coverage, make_windows
 
@@ -154,8 +155,9 @@ def mlm_prediction(model, left: str, right: str) -> torch.Tensor:
 def infill_headroom(model, sentences, train_texts, seed=0, steps=20, counts=SAMPLE_COUNTS, min_count=3):
     words, V, logc = word_table(model, train_texts, min_count)
     rng = random.Random(seed)
+    ranked = min(SAMPLES, max(counts))  # the samples `infill` draws and ranks
     hits = collections.Counter()
-    n = 0
+    n, distinct = 0, 0
     for i, s in enumerate(tqdm(sentences, desc="infill headroom", leave=False)):
         span = mask_words(s, rng, 1)
         if span is None:
@@ -167,6 +169,8 @@ def infill_headroom(model, sentences, train_texts, seed=0, steps=20, counts=SAMP
         fills = [f.strip(" ,.;:!?") for f in fills]
         for k in counts:
             hits[f"among_{k}_samples"] += ref in fills[:k]
+        distinct += len(set(fills[:ranked]))
+        hits["ranked_samples_all_same"] += len(set(fills[:ranked])) == 1
         logits = cos_logits(V @ F.normalize(mlm_prediction(model, left, right), dim=0))
         hits["mlm_classifier"] += words[int(logits.argmax())] == ref
         hits["mlm_classifier_with_prior"] += words[int((logits + logc).argmax())] == ref
@@ -175,6 +179,7 @@ def infill_headroom(model, sentences, train_texts, seed=0, steps=20, counts=SAMP
         n += 1
     out = {f"infill_1w_{k}": v / max(n, 1) for k, v in sorted(hits.items())}
     out.update({"infill_1w_n": n, "word_table_size": len(words), "word_table_min_count": min_count})
+    out.update({"infill_ranked_samples": ranked, "infill_ranked_samples_distinct": distinct / max(n, 1)})
     return out
 
 
@@ -460,6 +465,9 @@ def print_tables(h: dict) -> None:
     print(f"  MLM classifier                   {h['infill_1w_mlm_classifier']:.3f}")
     print(f"  MLM classifier + unigram prior   {h['infill_1w_mlm_classifier_with_prior']:.3f}")
     print(f"  unigram prior alone              {h['infill_1w_prior_alone']:.3f}")
+    k = h["infill_ranked_samples"]
+    print(f"  different fills among the first {k} (what infill ranks): {h['infill_ranked_samples_distinct']:.2f}")
+    print(f"  gaps where those {k} are one and the same fill: {h['infill_1w_ranked_samples_all_same']:.3f}")
     table = f"{h['word_table_size']:,} words"
     print(f"  (original word among the table's {table}: {h['infill_1w_word_in_table']:.3f})")
     print(f"\nlevel-1 starts against sentence starts, {h['n_paragraphs']} paragraphs, S = {h['l1_seg_len']}")
