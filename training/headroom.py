@@ -169,8 +169,9 @@ def infill_headroom(model, sentences, train_texts, seed=0, steps=20, counts=SAMP
         fills = [f.strip(" ,.;:!?") for f in fills]
         for k in counts:
             hits[f"among_{k}_samples"] += ref in fills[:k]
-        distinct += len(set(fills[:ranked]))
-        hits["ranked_samples_all_same"] += len(set(fills[:ranked])) == 1
+        different = len(set(fills[:ranked]))
+        distinct += different
+        hits["ranked_samples_all_same"] += different == 1
         logits = cos_logits(V @ F.normalize(mlm_prediction(model, left, right), dim=0))
         hits["mlm_classifier"] += words[int(logits.argmax())] == ref
         hits["mlm_classifier_with_prior"] += words[int((logits + logc).argmax())] == ref
