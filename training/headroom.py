@@ -94,6 +94,24 @@ def within_one(chars: Iterable[int]) -> set[int]:
     return {c + d for c in chars for d in (-1, 0, 1)}
 
 
+def unit_chars(codes, text: str) -> list[int]:
+    """The character offset in `text` of each level-0 segment of `codes` (from `encode_ids`)."""
+    return codec.char_map(text).char_of_byte[codes[0].win.start.cpu().numpy()].tolist()
+
+
+def sentence_flags(units: list[int], near: set[int]) -> torch.Tensor:
+    """(m0,) bool: whether each level-0 segment but the first begins within `near` (`within_one` of
+    the sentence starts); the first segment of a paragraph is never counted."""
+    return torch.tensor([j > 0 and c in near for j, c in enumerate(units)], dtype=torch.bool)
+
+
+def add_counts(total: collections.Counter, prf: dict, per: int = 1) -> None:
+    """Add the true positives and both counts of a `boundary_prf` result to `total`, divided by `per`
+    (the number of draws they are averaged over)."""
+    for key in ("tp", "n_pred", "n_ref"):
+        total[key] += prf[key] / per
+
+
 def ceiling_starts(unit_chars: list[int], sentence_chars: Iterable[int], seg_len: int) -> list[int]:
     """The best level-1 starts on a given level 0: unit 0, every unit that begins within +-1 character
     of a sentence start, and the starts the splitter's coverage rule (`force_coverage`) adds after
@@ -249,6 +267,13 @@ class FixedBOS(nn.Module):
         return self.beta
 
 
+def seeded_terms(model, x, lengths, seed: int, repeats: int):
+    """Level 1's training loss terms of `repeats` passes on (x, lengths), pass r seeded with seed + r."""
+    for r in range(repeats):
+        torch.manual_seed(seed + r)
+        yield model.levels[1](x, lengths).terms
+
+
 def loss_with_starts(model, x, lengths, bos, seed: int = 0, repeats: int = 4) -> dict[str, float]:
     """Level 1's training loss terms when its splitter starts segments exactly at `bos` (hard
     probabilities 1e-4 / 1 - 1e-4, so the windows' existence and shares are those of a sure splitter).
@@ -257,12 +282,10 @@ def loss_with_starts(model, x, lengths, bos, seed: int = 0, repeats: int = 4) ->
     masks and negatives are drawn as in training)."""
     if bos.shape != x.shape[:2]:
         raise ValueError(f"bos has shape {tuple(bos.shape)}; it needs one flag per level-1 input: {tuple(x.shape[:2])}")
-    lv, weights = model.levels[1], model.config.loss_weights.as_dict()
+    weights = model.config.loss_weights.as_dict()
     sums = collections.Counter()
     with level1_splitter(model, FixedBOS(hard_beta(bos))):
-        for r in range(repeats):
-            torch.manual_seed(seed + r)
-            terms = lv(x, lengths).terms
+        for terms in seeded_terms(model, x, lengths, seed, repeats):
             for k, v in terms.items():
                 sums[k] += float(v) / repeats
                 sums["total"] += weights[k] * float(v) / repeats
@@ -295,9 +318,7 @@ def start_pull(model, x, lengths, is_sentence, seed: int = 0, repeats: int = 4) 
     grads = {}  # term -> (b, n) d term / d beta summed over the passes
     wrapped = GradBOS(lv.splitter)
     with level1_splitter(model, wrapped), torch.enable_grad():
-        for r in range(repeats):
-            torch.manual_seed(seed + r)
-            terms = lv(x, lengths).terms
+        for terms in seeded_terms(model, x, lengths, seed, repeats):
             terms["total"] = sum(weights[k] * v for k, v in terms.items())
             for k, v in terms.items():
                 if v.requires_grad:
@@ -347,10 +368,8 @@ def unit_features(model, paras) -> tuple[torch.Tensor, torch.Tensor]:
     xs, starts = [], []
     for p in paras:
         codes = encode_ids(model, codec.encode(p), top=0)
-        units = codec.char_map(p).char_of_byte[codes[0].win.start.cpu().numpy()].tolist()
-        near = within_one(sentence_starts(p))
         xs.append(codes[0].z.flatten(1))  # (m0, C0*d0)
-        starts.append(torch.tensor([c in near for c in units]))
+        starts.append(sentence_flags(unit_chars(codes, p), within_one(sentence_starts(p))))
     return probe_rows(xs, starts)
 
 
@@ -391,25 +410,20 @@ def boundary_headroom(model, paras, draws: int = 20, seed: int = 0, probe_train=
         for p in tqdm(paras, desc="boundary headroom", leave=False):
             codes = encode_ids(model, codec.encode(p))
             score = seen["u"].reshape(-1).float().cpu().numpy()  # (m0,) one per level-0 segment
-            units = codec.char_map(p).char_of_byte[codes[0].win.start.cpu().numpy()].tolist()
-            ref = sentence_starts(p)
-            near = within_one(ref)
+            units, ref = unit_chars(codes, p), sentence_starts(p)
+            flags = sentence_flags(units, within_one(ref))
             for j in range(1, len(units)):
-                (pos if units[j] in near else neg).append(float(score[j]))
-            r = boundary_prf(ceiling_starts(units, ref, S), ref, tolerance=1)
-            for key in ("tp", "n_pred", "n_ref"):
-                agg[key] += r[key]
+                (pos if flags[j] else neg).append(float(score[j]))
+            sent = ceiling_starts(units, ref, S)
+            add_counts(agg, boundary_prf(sent, ref, tolerance=1))
             n_starts = codes[1].win.start.numel()
             for _ in range(draws):
-                r = boundary_prf(chance_starts(units, n_starts, rng), ref, tolerance=1)
-                for key in ("tp", "n_pred", "n_ref"):
-                    chance[key] += r[key] / draws
+                add_counts(chance, boundary_prf(chance_starts(units, n_starts, rng), ref, tolerance=1), draws)
             own = [units[i] for i in codes[1].win.start.tolist()]
-            sent = ceiling_starts(units, ref, S)
             d = move_rng.choice((-2, -1, 1, 2))
             cands = (own, shifted_starts(units, own, d), sent, shifted_starts(units, sent, d))
             xs.append(codes[0].z.flatten(1))  # (m0, C0*d0)
-            sentence.append(torch.tensor([j > 0 and c in near for j, c in enumerate(units)]))
+            sentence.append(flags)
             for k, starts in zip(ALIGNMENTS, cands):
                 acc, m1 = recon_with_starts(model, p, codes, units, starts)
                 rec[k].append(acc)
