@@ -455,3 +455,35 @@ def test_grow_widens_the_top_levels_latents_and_window_keeping_the_trained_rows(
     assert (cos(q1[s:], q0[-1:].expand(4, -1)) > 0.95).all()
     assert all(torch.equal(after[k], v) for k, v in before.items() if k.startswith("levels.1.splitter"))
     assert Zonkey.from_pretrained(tmp_path / "grown" / "release").config.levels[1].seg_len == s + 4
+
+
+def test_grow_deepens_a_levels_stacks_with_blocks_that_start_as_identities(tmp_path):
+    from training.staging import init_from_release
+
+    main(replace(_cfg(tmp_path, "d1", max_steps=1), export=True))
+    release = tmp_path / "d1" / "release"
+    old = Zonkey.from_pretrained(release).eval()
+    top = old.config.levels[1]
+    deep = {"compressor_layers": top.compressor_layers + 2, "draft_layers": top.draft_layers + 1}
+    deep["denoiser_layers"] = top.denoiser_layers + 1
+    cfg = replace(old.config, levels=(old.config.levels[0], replace(top, **deep)))
+    torch.manual_seed(3)
+    new = Zonkey(cfg).eval()
+    with pytest.raises(CheckpointError, match="grow=True widens"):
+        init_from_release(new, release)
+    init_from_release(new, release, grow=True)
+    assert len(new.levels[1].compressor.encoder.blocks) == top.compressor_layers + 2
+    added = new.levels[1].compressor.encoder.blocks[-1]
+    assert added.ff[2].weight.abs().sum() == 0 and added.attn.o.weight.abs().sum() == 0
+    assert added.ff[0].weight.abs().sum() > 0  # the rest of a new block keeps its fresh initialisation
+    lv_old, lv_new = old.levels[1], new.levels[1]
+    torch.manual_seed(4)
+    x = torch.randn(3, top.seg_len, top.d_model)  # (m, S, d): three windows of level-0 latents
+    logp = torch.zeros(3, top.seg_len)
+    valid = torch.ones(3, top.seg_len, dtype=torch.bool)
+    with torch.no_grad():
+        z_old, z_new = lv_old.compressor(x, logp, valid), lv_new.compressor(x, logp, valid)
+        t = torch.full((3,), 0.3)
+        d_old, d_new = lv_old.decoder(z_old, t), lv_new.decoder(z_new, t)
+    torch.testing.assert_close(z_new, z_old)  # the deeper level computes what the checkpoint did
+    torch.testing.assert_close(d_new.x, d_old.x)

@@ -8,6 +8,7 @@ from the previous stage's release (`init_from_release`), may re-spread collapsed
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -17,13 +18,16 @@ import torch.nn.functional as F
 from zonkey import Zonkey, ZonkeyConfig
 from zonkey.checkpoint import CheckpointError, load_tensors, read_config, stage_logs
 
-GROWABLE = ("n_latents", "seg_len")  # architecture fields `grow_level_tensors` can widen
+GROWABLE = ("n_latents", "seg_len", "compressor_layers", "draft_layers", "denoiser_layers")  # what `grow` may raise
+_STACK_BLOCK = re.compile(r"\.(?:compressor\.encoder|decoder\.draft|decoder\.denoiser)\.blocks\.\d+\.")
+_BLOCK_OUTPUTS = (".attn.o.weight", ".attn.o.bias", ".ff.2.weight", ".ff.2.bias")  # what a block adds to its input
 
 
 def init_from_release(model: Zonkey, init_from: str | Path, init_levels: int = 0, grow: bool = False) -> None:
     """Copy the embedding and the lowest `init_levels` levels (0 = all) from the release
     directory `init_from`; the other levels keep their fresh initialisation. With `grow`, a level
-    may have more latents (C) or a longer window (S) than the checkpoint's (`grow_level_tensors`)."""
+    may have more latents (C) or a longer window (S) than the checkpoint's (`grow_level_tensors`), or
+    deeper compressor, draft or denoiser stacks (`add_identity_blocks`)."""
     src = Path(init_from)
     if not src.is_dir():
         raise CheckpointError(f"{src}: init_from must be a release directory (config.json + safetensors).")
@@ -48,7 +52,9 @@ def init_from_release(model: Zonkey, init_from: str | Path, init_levels: int = 0
     keep = ("embed.",) + tuple(f"levels.{i}." for i in range(k))
     picked = {n: t for n, t in state.items() if n.startswith(keep)}
     if grow:
-        grow_level_tensors(picked, model.state_dict())
+        target = model.state_dict()
+        grow_level_tensors(picked, target)
+        add_identity_blocks(picked, target, keep)
     missing = [n for n in model.load_state_dict(picked, strict=False).missing_keys if n.startswith(keep)]
     if missing:
         raise CheckpointError(f"{src}: missing tensors {missing[:5]}")
@@ -78,6 +84,23 @@ def grow_level_tensors(state: dict, target: dict, seed: int = 0) -> None:
         src = torch.arange(n0, new_shape[0]) % n0 if name.endswith("cls") else torch.full((new_shape[0] - n0,), n0 - 1)
         noise = 0.1 * old.float().std() * torch.randn(len(src), d, generator=gen)
         state[name] = torch.cat([old, (old[src].float() + noise).to(old.dtype)])
+
+
+@torch.no_grad()
+def add_identity_blocks(state: dict, target: dict, prefixes: tuple[str, ...]) -> None:
+    """Add to `state`, in place, the transformer blocks that a deeper compressor, draft or denoiser
+    stack of `target` has and `state` lacks (names under `prefixes`): each starts from `target`'s
+    fresh initialisation with its two residual outputs (attention's `o`, the feed-forward's last
+    layer) zeroed, so it adds nothing to its input. New blocks come after the old ones.
+
+    Why: the grown model then computes exactly what the checkpoint did, and training starts the new
+    layers from there; re-training a level at this scale from scratch takes hours (zonkey-small's
+    stage 2). The zeroed outputs get gradient at once (their inputs are not zero), the rest of the
+    block as soon as they move."""
+    for name, fresh in target.items():
+        if name in state or not name.startswith(prefixes) or not _STACK_BLOCK.search(name):
+            continue
+        state[name] = torch.zeros_like(fresh) if name.endswith(_BLOCK_OUTPUTS) else fresh.clone()
 
 
 def parse_row_range(spec: str) -> tuple[int, int]:

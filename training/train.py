@@ -79,9 +79,10 @@ class TrainConfig:
     # multiplied by this factor (`soften_bos_output`): < 1 brings saturated logits back to where the losses move
     # them; 1 = untouched
     soften_bos_level: int = 0
-    grow: bool = False  # with init_from: a level may have more latents (n_latents) or a longer window (seg_len)
-    # than init_from's; the new rows start from the old ones (`grow_level_tensors`). A copied level above a grown
-    # one would change width and is refused
+    grow: bool = False  # with init_from: a level may have more latents (n_latents), a longer window (seg_len)
+    # or deeper stacks (compressor/draft/denoiser_layers) than init_from's; new rows start from the old ones
+    # (`grow_level_tensors`), new blocks as identities (`add_identity_blocks`). A copied level above a grown one
+    # would change width and is refused
     seed: int = 0
     log_every: int = 10
     eval_every: int = 250
