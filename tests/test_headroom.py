@@ -11,6 +11,7 @@ from training.headroom import (
     boundary_headroom,
     ceiling_starts,
     chance_starts,
+    doc_chunks,
     infill_headroom,
     linear_probe_auc,
     loss_with_starts,
@@ -207,6 +208,29 @@ def test_start_pull_gives_a_uniform_gradient_no_pull_and_puts_the_splitter_back(
     # the compression penalty depends on the mean BOS rate only: the same gradient at every unit
     assert pull["compression"] == pull["compression_same_beta"] == 0.5
     assert pull == start_pull(model, x, lengths, is_sentence, seed=0, repeats=2)
+
+
+def test_loss_and_pull_in_chunks_of_documents_weight_each_chunk_by_its_documents(model):
+    x, lengths = level1_batch(model)
+    bos = torch.zeros(2, 12, dtype=torch.bool)
+    bos[:, 0] = bos[0, 6] = True
+    with torch.inference_mode():
+        alone = [
+            loss_with_starts(model, x[i : i + 1], lengths[i : i + 1], bos[i : i + 1], seed=1, repeats=2) for i in (0, 1)
+        ]
+        chunked = loss_with_starts(model, x, lengths, bos, seed=1, repeats=2, chunk=1)
+        with pytest.raises(ValueError, match="chunk=0: need at least one document per pass"):
+            loss_with_starts(model, x, lengths, bos, chunk=0)
+    assert chunked == pytest.approx({k: (alone[0][k] + alone[1][k]) / 2 for k in chunked})
+    is_sentence = torch.zeros(2, 12, dtype=torch.bool)
+    is_sentence[0, 4] = is_sentence[1, 6] = True
+    pull = start_pull(model, x, lengths, is_sentence, seed=0, repeats=2, chunk=1)
+    full = start_pull(model, x, lengths, is_sentence, seed=0, repeats=2)
+    assert set(full) - set(pull) == {"collapse", "collapse_same_beta", "collapse_share"}  # needs two documents
+    assert [(c.start, c.stop) for c in doc_chunks(130, 64)] == [(0, 43), (43, 86), (86, 130)]
+    assert [(c.start, c.stop) for c in doc_chunks(60, 64)] == [(0, 60)]
+    assert sum(v for k, v in pull.items() if k.endswith("_share")) == pytest.approx(1.0)
+    assert pull["compression"] == pull["compression_same_beta"] == 0.5  # still uniform within each document
 
 
 def test_within_doc_auc_ranks_pairs_of_one_document_and_one_stratum_only():

@@ -274,21 +274,40 @@ def seeded_terms(model, x, lengths, seed: int, repeats: int):
         yield model.levels[1](x, lengths).terms
 
 
-def loss_with_starts(model, x, lengths, bos, seed: int = 0, repeats: int = 4) -> dict[str, float]:
+def doc_chunks(n_docs: int, size: int) -> list[slice]:
+    """Consecutive slices covering range(n_docs), as few as hold at most `size` documents each and
+    of sizes differing by at most one (no chunk of one document beside full ones: level 1's
+    collapse term compares documents of a batch)."""
+    if size < 1:
+        raise ValueError(f"chunk={size}: need at least one document per pass")
+    k = -(-n_docs // size)
+    return [slice(i * n_docs // k, (i + 1) * n_docs // k) for i in range(k)]
+
+
+PASS_DOCS = 64  # documents per training pass of `loss_with_starts` / `start_pull`: bounds their memory
+
+
+def loss_with_starts(
+    model, x, lengths, bos, seed: int = 0, repeats: int = 4, chunk: int = PASS_DOCS
+) -> dict[str, float]:
     """Level 1's training loss terms when its splitter starts segments exactly at `bos` (hard
     probabilities 1e-4 / 1 - 1e-4, so the windows' existence and shares are those of a sure splitter).
     x: (b, n, C0*d0) level-1 inputs, lengths: (b,), bos: (b, n) bool. Each term (unweighted) and
     `total` (weighted as in training) are averaged over `repeats` seeded passes (noise levels,
-    masks and negatives are drawn as in training)."""
+    masks and negatives are drawn as in training). The passes take `chunk` documents at a time
+    (each chunk's passes seeded alike), and the chunks' figures are averaged weighted by their
+    documents: 300 paragraphs in one pass of a deeper level 1 would not fit in 24 GB."""
     if bos.shape != x.shape[:2]:
         raise ValueError(f"bos has shape {tuple(bos.shape)}; it needs one flag per level-1 input: {tuple(x.shape[:2])}")
     weights = model.config.loss_weights.as_dict()
     sums = collections.Counter()
-    with level1_splitter(model, FixedBOS(hard_beta(bos))):
-        for terms in seeded_terms(model, x, lengths, seed, repeats):
-            for k, v in terms.items():
-                sums[k] += float(v) / repeats
-                sums["total"] += weights[k] * float(v) / repeats
+    for sl in doc_chunks(len(x), chunk):
+        n, share = int(lengths[sl].max()), (sl.stop - sl.start) / len(x)
+        with level1_splitter(model, FixedBOS(hard_beta(bos[sl, :n]))):
+            for terms in seeded_terms(model, x[sl, :n], lengths[sl], seed, repeats):
+                for k, v in terms.items():
+                    sums[k] += share * float(v) / repeats
+                    sums["total"] += share * weights[k] * float(v) / repeats
     return dict(sums)
 
 
@@ -304,7 +323,9 @@ class GradBOS(nn.Module):
         return self.beta
 
 
-def start_pull(model, x, lengths, is_sentence, seed: int = 0, repeats: int = 4) -> dict[str, float]:
+def start_pull(
+    model, x, lengths, is_sentence, seed: int = 0, repeats: int = 4, chunk: int = PASS_DOCS
+) -> dict[str, float]:
     """Which of level 1's training loss terms pull its starts toward sentence starts: for each term,
     the ranking AUC of -d term / d beta (summed over `repeats` seeded passes, the splitter's own
     probabilities, boundaries sampled as in training) at the level-0 units that begin a sentence
@@ -313,21 +334,30 @@ def start_pull(model, x, lengths, is_sentence, seed: int = 0, repeats: int = 4) 
     the term's part of the weighted gradient's size (mean |weight * gradient| over the units,
     as a fraction of the sum over the terms), so a term with a strong pull but a small share
     hardly moves the splitter.
-    x: (b, n, C0*d0), lengths: (b,), is_sentence: (b, n) bool."""
+    x: (b, n, C0*d0), lengths: (b,), is_sentence: (b, n) bool. The passes take `chunk` documents
+    at a time (as `loss_with_starts`); a chunk's gradients are scaled by its share of the documents,
+    as they would be in one pass over all of them, where each term is a mean over the batch."""
     lv, weights = model.levels[1], model.config.loss_weights.as_dict()
-    grads = {}  # term -> (b, n) d term / d beta summed over the passes
-    wrapped = GradBOS(lv.splitter)
-    with level1_splitter(model, wrapped), torch.enable_grad():
-        for terms in seeded_terms(model, x, lengths, seed, repeats):
-            terms["total"] = sum(weights[k] * v for k, v in terms.items())
-            for k, v in terms.items():
-                if v.requires_grad:
-                    grads[k] = grads.get(k, 0) + torch.autograd.grad(v, wrapped.beta, retain_graph=True)[0]
+    parts, betas = [], []  # per chunk: term -> (b_c, n) d term / d beta summed over the passes; (b_c, n) beta
+    for sl in doc_chunks(len(x), chunk):
+        n, share = int(lengths[sl].max()), (sl.stop - sl.start) / len(x)
+        wrapped, part = GradBOS(lv.splitter), {}
+        with level1_splitter(model, wrapped), torch.enable_grad():
+            for terms in seeded_terms(model, x[sl, :n], lengths[sl], seed, repeats):
+                terms["total"] = sum(weights[k] * v for k, v in terms.items())
+                for k, v in terms.items():
+                    if v.requires_grad:
+                        part[k] = part.get(k, 0) + torch.autograd.grad(v, wrapped.beta, retain_graph=True)[0]
+        pad = (0, x.shape[1] - n)
+        parts.append({k: F.pad(share * g, pad) for k, g in part.items()})
+        betas.append(F.pad(wrapped.beta.detach(), pad, value=0.5))
+    zeros = [torch.zeros_like(b) for b in betas]  # a term with no gradient in a chunk pulls nowhere there
+    grads = {k: torch.cat([p.get(k, z) for p, z in zip(parts, zeros)]) for k in {k for p in parts for k in p}}
     real = torch.arange(x.shape[1])[None] < lengths[:, None]
     real[:, 0] = False
     pos, neg = is_sentence & real, ~is_sentence & real
     # (b, n) unit-wide logit bins of beta (the same in every pass: the splitter is deterministic)
-    beta_bins = torch.logit(wrapped.beta.detach().clamp(1e-6, 1 - 1e-6)).round().long()
+    beta_bins = torch.logit(torch.cat(betas).clamp(1e-6, 1 - 1e-6)).round().long()
     size = {k: float((weights[k] * g)[real].abs().mean()) for k, g in grads.items() if k != "total"}
     out = {}
     for k, g in grads.items():
