@@ -352,7 +352,9 @@ def start_pull(
         parts.append({k: F.pad(share * g, pad) for k, g in part.items()})
         betas.append(F.pad(wrapped.beta.detach(), pad, value=0.5))
     zeros = [torch.zeros_like(b) for b in betas]  # a term with no gradient in a chunk pulls nowhere there
-    grads = {k: torch.cat([p.get(k, z) for p, z in zip(parts, zeros)]) for k in {k for p in parts for k in p}}
+    grads = {
+        k: torch.cat([p.get(k, z) for p, z in zip(parts, zeros)]) for k in dict.fromkeys(k for p in parts for k in p)
+    }
     real = torch.arange(x.shape[1])[None] < lengths[:, None]
     real[:, 0] = False
     pos, neg = is_sentence & real, ~is_sentence & real
