@@ -287,6 +287,13 @@ def doc_chunks(n_docs: int, size: int) -> list[slice]:
 PASS_DOCS = 64  # documents per training pass of `loss_with_starts` / `start_pull`: bounds their memory
 
 
+def doc_passes(lengths: torch.Tensor, chunk: int):
+    """Per chunk of `doc_chunks`: (slice of the documents, the longest one's length, the width their
+    passes need; the chunk's share of the documents, what its figures are weighted by)."""
+    for sl in doc_chunks(len(lengths), chunk):
+        yield sl, int(lengths[sl].max()), (sl.stop - sl.start) / len(lengths)
+
+
 def loss_with_starts(
     model, x, lengths, bos, seed: int = 0, repeats: int = 4, chunk: int = PASS_DOCS
 ) -> dict[str, float]:
@@ -301,8 +308,7 @@ def loss_with_starts(
         raise ValueError(f"bos has shape {tuple(bos.shape)}; it needs one flag per level-1 input: {tuple(x.shape[:2])}")
     weights = model.config.loss_weights.as_dict()
     sums = collections.Counter()
-    for sl in doc_chunks(len(x), chunk):
-        n, share = int(lengths[sl].max()), (sl.stop - sl.start) / len(x)
+    for sl, n, share in doc_passes(lengths, chunk):
         with level1_splitter(model, FixedBOS(hard_beta(bos[sl, :n]))):
             for terms in seeded_terms(model, x[sl, :n], lengths[sl], seed, repeats):
                 for k, v in terms.items():
@@ -339,8 +345,7 @@ def start_pull(
     as they would be in one pass over all of them, where each term is a mean over the batch."""
     lv, weights = model.levels[1], model.config.loss_weights.as_dict()
     parts, betas = [], []  # per chunk: term -> (b_c, n) d term / d beta summed over the passes; (b_c, n) beta
-    for sl in doc_chunks(len(x), chunk):
-        n, share = int(lengths[sl].max()), (sl.stop - sl.start) / len(x)
+    for sl, n, share in doc_passes(lengths, chunk):
         wrapped, part = GradBOS(lv.splitter), {}
         with level1_splitter(model, wrapped), torch.enable_grad():
             for terms in seeded_terms(model, x[sl, :n], lengths[sl], seed, repeats):
