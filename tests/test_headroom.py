@@ -12,6 +12,7 @@ from training.headroom import (
     ceiling_starts,
     chance_starts,
     doc_chunks,
+    headroom,
     infill_headroom,
     linear_probe_auc,
     loss_with_starts,
@@ -96,6 +97,7 @@ def test_infill_headroom_rates_are_rates_and_grow_with_the_samples(small):
     for key, v in h.items():
         if key.startswith("infill_1w_") and key != "infill_1w_n":
             assert 0.0 <= v <= 1.0, key
+    assert h["infill_1w_ngram_exact"] <= h["infill_1w_ngram_among_8"]  # the first word is among the first 8
     assert set(SAMPLE_COUNTS) == {8, 16, 32, 64}
 
 
@@ -266,3 +268,8 @@ def test_unit_features_pair_each_segment_with_the_one_before(model):
     assert x.shape == (sum(len(z) - 1 for z in per), 2 * per[0].shape[1]) and y.shape == (x.shape[0],)
     torch.testing.assert_close(x[: len(per[0]) - 1], torch.cat([per[0][:-1], per[0][1:]], dim=1))
     assert set(y.tolist()) <= {0.0, 1.0}
+
+
+def test_gaps_come_from_a_named_split_or_a_clear_error():
+    with pytest.raises(ValueError, match="'heldout' or the 'train' split"):
+        headroom("no-model-is-loaded-first", gap_split="test")

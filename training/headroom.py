@@ -1,7 +1,8 @@
 """How far a checkpoint could go on two goals of `training/evaluate.py`, measured rather than assumed:
 exact single-word infill and level-1 boundaries at sentence starts.
 
-  python -m training.headroom --model assets/models/zonkey-small [--sentences 100] [--paragraphs 60] [--out F]
+  python -m training.headroom --model assets/models/zonkey-small [--sentences 100] [--paragraphs 60]
+      [--gap-split heldout|train] [--out F]
 
 Single-word infill, on the gaps of `training.evaluate` (same held-out sentences, seed and masked words):
 - samples: how often the original word is among the first N fills the level-1 sampler draws for the
@@ -14,6 +15,13 @@ Single-word infill, on the gaps of `training.evaluate` (same held-out sentences,
   with the log unigram count added: InfoNCE with negatives drawn from the data learns
   p(word | context) / p(word), so adding log p(word) gives the posterior. The unigram prior alone
   (always the most frequent word) is the floor;
+- what the training text alone supports: a word trigram with Kneser-Ney smoothing fit on the same training
+  split (`training.baselines.ngram`) fills the same gaps with its most probable word, from both sides, from the
+  left only, and with the gap's length in characters given; and how often the word is among its first 8.
+  Its vocabulary is every training word, so it is not a bound on what a model can do, but a measure of
+  how much the data says about the masked words. `--gap-split train` draws the gaps from sentences of the
+  training split instead (the same rule and seed): a model that does no better there than on held-out
+  gaps has not learned its training text (underfitting) rather than failed to generalise from it;
 Level-1 boundaries, on the held-out paragraphs of `training.evaluate`:
 - AUC: how well the level-1 splitter's score (before the sigmoid, which saturates) ranks the level-0
   segments that begin a sentence (+-1 character) above the other level-0 segments;
@@ -59,6 +67,7 @@ from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 from tqdm import tqdm
 
+from training.baselines.ngram import WordTrigram, exact_rates
 from training.data import heldout_sentences, local_split
 from training.evaluate import mask_words, paragraphs
 from training.metrics import boundary_prf, cer, sentence_starts
@@ -175,13 +184,14 @@ def infill_headroom(model, sentences, train_texts, seed=0, steps=20, counts=SAMP
     rng = random.Random(seed)
     ranked = min(SAMPLES, max(counts))  # the samples `infill` draws and ranks
     hits = collections.Counter()
-    n, distinct = 0, 0
+    n, distinct, gaps = 0, 0, []
     for i, s in enumerate(tqdm(sentences, desc="infill headroom", leave=False)):
         span = mask_words(s, rng, 1)
         if span is None:
             continue
         a, b = span
         ref, left, right = s[a:b], s[:a], s[b:]
+        gaps.append((left, ref, right))
         g = torch.Generator().manual_seed(seed + i)
         fills = _fill_level1(model, left, right, "auto", b - a, steps, g, 1.0, 1, samples=max(counts)).fills
         fills = [f.strip(" ,.;:!?") for f in fills]
@@ -197,6 +207,7 @@ def infill_headroom(model, sentences, train_texts, seed=0, steps=20, counts=SAMP
         hits["word_in_table"] += ref in set(words)
         n += 1
     out = {f"infill_1w_{k}": v / max(n, 1) for k, v in sorted(hits.items())}
+    out.update({f"infill_1w_ngram_{k}": v for k, v in exact_rates(WordTrigram.fit(train_texts), gaps).items()})
     out.update({"infill_1w_n": n, "word_table_size": len(words), "word_table_min_count": min_count})
     out.update({"infill_ranked_samples": ranked, "infill_ranked_samples_distinct": distinct / max(n, 1)})
     return out
@@ -494,7 +505,11 @@ def boundary_headroom(model, paras, draws: int = 20, seed: int = 0, probe_train=
     return {**out, "l1_seg_len": S, "n_paragraphs": len(paras)}
 
 
-def headroom(model_dir: str, n_sentences=100, n_paragraphs=60, seed=0, min_count=3, n_probe=400) -> dict:
+def headroom(
+    model_dir: str, n_sentences=100, n_paragraphs=60, seed=0, min_count=3, n_probe=400, gap_split="heldout"
+) -> dict:
+    if gap_split not in ("heldout", "train"):
+        raise ValueError(f"gap_split={gap_split!r}: the gaps come from the 'heldout' or the 'train' split")
     torch.manual_seed(seed)
     model = Zonkey.from_pretrained(model_dir)
     model.eval()
@@ -502,8 +517,8 @@ def headroom(model_dir: str, n_sentences=100, n_paragraphs=60, seed=0, min_count
         raise SystemExit(f"{model_dir}: headroom measures level 1; this model has one level")
     held = [x for _, x in local_split("heldout")]
     train = [x for _, x in local_split("train")]
-    out = {"model": model_dir, "seed": seed, "n_sentences": n_sentences}
-    sentences = heldout_sentences(held, n_sentences, seed=seed)
+    out = {"model": model_dir, "seed": seed, "n_sentences": n_sentences, "gap_split": gap_split}
+    sentences = heldout_sentences(held if gap_split == "heldout" else train, n_sentences, seed=seed)
     out.update(infill_headroom(model, sentences, train, seed, min_count=min_count))
     probe_train = unit_features(model, paragraphs(train, n_probe))
     out.update(boundary_headroom(model, paragraphs(held, n_paragraphs), seed=seed, probe_train=probe_train))
@@ -511,7 +526,8 @@ def headroom(model_dir: str, n_sentences=100, n_paragraphs=60, seed=0, min_count
 
 
 def print_tables(h: dict) -> None:
-    print(f"\nsingle-word infill, {h['infill_1w_n']} gaps: exact match of the original word")
+    split = h.get("gap_split", "heldout")
+    print(f"\nsingle-word infill, {h['infill_1w_n']} gaps in {split} sentences: exact match of the original word")
     for k in SAMPLE_COUNTS:
         print(f"  among the first {k:2d} samples       {h[f'infill_1w_among_{k}_samples']:.3f}")
     print(f"  MLM classifier                   {h['infill_1w_mlm_classifier']:.3f}")
@@ -522,6 +538,13 @@ def print_tables(h: dict) -> None:
     print(f"  gaps where those {k} are one and the same fill: {h['infill_1w_ranked_samples_all_same']:.3f}")
     table = f"{h['word_table_size']:,} words"
     print(f"  (original word among the table's {table}: {h['infill_1w_word_in_table']:.3f})")
+    if "infill_1w_ngram_exact" in h:
+        print("  the training text alone, a word trigram (Kneser-Ney) fit on the training split:")
+        print(f"    its first word                 {h['infill_1w_ngram_exact']:.3f}")
+        print(f"    its first word, left context   {h['infill_1w_ngram_exact_left_only']:.3f}")
+        print(f"    its first word of the length   {h['infill_1w_ngram_exact_length_known']:.3f}")
+        print(f"    among its first 8              {h['infill_1w_ngram_among_8']:.3f}")
+        print(f"    (original word seen in training: {h['infill_1w_ngram_word_seen']:.3f})")
     print(f"\nlevel-1 starts against sentence starts, {h['n_paragraphs']} paragraphs, S = {h['l1_seg_len']}")
     print(f"  ranking AUC of the splitter's score   {h['l1_sentence_auc']:.3f}")
     if "l1_sentence_probe_auc" in h:
@@ -560,9 +583,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--min-count", type=int, default=3)
     ap.add_argument("--probe-paragraphs", type=int, default=400, help="training paragraphs the probe is fit on")
+    ap.add_argument(
+        "--gap-split",
+        choices=("heldout", "train"),
+        default="heldout",
+        help="the split whose sentences the infill gaps are drawn from: 'train' tells underfitting from not "
+        "generalising (the trigram has counted those very sentences there)",
+    )
     ap.add_argument("--out", default="")
     a = ap.parse_args(argv)
-    h = headroom(a.model, a.sentences, a.paragraphs, a.seed, a.min_count, a.probe_paragraphs)
+    h = headroom(a.model, a.sentences, a.paragraphs, a.seed, a.min_count, a.probe_paragraphs, a.gap_split)
     print_tables(h)
     if a.out:
         Path(a.out).write_text(json.dumps(h, indent=2) + "\n")
