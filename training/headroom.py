@@ -80,6 +80,7 @@ from zonkey.splitter import force_coverage, make_windows
 
 _WORD = re.compile(r"[A-Za-z]+")
 SAMPLE_COUNTS = (8, 16, 32, 64)
+GAP_SPLITS = ("heldout", "train")  # the splits whose sentences the infill gaps may come from
 
 
 def ranking_auc(pos: Iterable[float], neg: Iterable[float]) -> float:
@@ -508,7 +509,7 @@ def boundary_headroom(model, paras, draws: int = 20, seed: int = 0, probe_train=
 def headroom(
     model_dir: str, n_sentences=100, n_paragraphs=60, seed=0, min_count=3, n_probe=400, gap_split="heldout"
 ) -> dict:
-    if gap_split not in ("heldout", "train"):
+    if gap_split not in GAP_SPLITS:
         raise ValueError(f"gap_split={gap_split!r}: the gaps come from the 'heldout' or the 'train' split")
     torch.manual_seed(seed)
     model = Zonkey.from_pretrained(model_dir)
@@ -526,8 +527,9 @@ def headroom(
 
 
 def print_tables(h: dict) -> None:
-    split = h.get("gap_split", "heldout")
-    print(f"\nsingle-word infill, {h['infill_1w_n']} gaps in {split} sentences: exact match of the original word")
+    print(
+        f"\nsingle-word infill, {h['infill_1w_n']} gaps in {h['gap_split']} sentences: exact match of the original word"
+    )
     for k in SAMPLE_COUNTS:
         print(f"  among the first {k:2d} samples       {h[f'infill_1w_among_{k}_samples']:.3f}")
     print(f"  MLM classifier                   {h['infill_1w_mlm_classifier']:.3f}")
@@ -538,13 +540,12 @@ def print_tables(h: dict) -> None:
     print(f"  gaps where those {k} are one and the same fill: {h['infill_1w_ranked_samples_all_same']:.3f}")
     table = f"{h['word_table_size']:,} words"
     print(f"  (original word among the table's {table}: {h['infill_1w_word_in_table']:.3f})")
-    if "infill_1w_ngram_exact" in h:
-        print("  the training text alone, a word trigram (Kneser-Ney) fit on the training split:")
-        print(f"    its first word                 {h['infill_1w_ngram_exact']:.3f}")
-        print(f"    its first word, left context   {h['infill_1w_ngram_exact_left_only']:.3f}")
-        print(f"    its first word of the length   {h['infill_1w_ngram_exact_length_known']:.3f}")
-        print(f"    among its first 8              {h['infill_1w_ngram_among_8']:.3f}")
-        print(f"    (original word seen in training: {h['infill_1w_ngram_word_seen']:.3f})")
+    print("  the training text alone, a word trigram (Kneser-Ney) fit on the training split:")
+    print(f"    its first word                 {h['infill_1w_ngram_exact']:.3f}")
+    print(f"    its first word, left context   {h['infill_1w_ngram_exact_left_only']:.3f}")
+    print(f"    its first word of the length   {h['infill_1w_ngram_exact_length_known']:.3f}")
+    print(f"    among its first 8              {h['infill_1w_ngram_among_8']:.3f}")
+    print(f"    (original word seen in training: {h['infill_1w_ngram_word_seen']:.3f})")
     print(f"\nlevel-1 starts against sentence starts, {h['n_paragraphs']} paragraphs, S = {h['l1_seg_len']}")
     print(f"  ranking AUC of the splitter's score   {h['l1_sentence_auc']:.3f}")
     if "l1_sentence_probe_auc" in h:
@@ -585,7 +586,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--probe-paragraphs", type=int, default=400, help="training paragraphs the probe is fit on")
     ap.add_argument(
         "--gap-split",
-        choices=("heldout", "train"),
+        choices=GAP_SPLITS,
         default="heldout",
         help="the split whose sentences the infill gaps are drawn from: 'train' tells underfitting from not "
         "generalising (the trigram has counted those very sentences there)",

@@ -171,7 +171,10 @@ class WordTrigram:
 
     def fill_ranking(self, left: str, right: str, length: int | None = None, top: int = 8) -> list[str]:
         """The `top` most probable words for the gap (of `length` characters when it is given), best first."""
-        s = self.fill_scores(left, right)
+        return self.ranking(self.fill_scores(left, right), length, top)
+
+    def ranking(self, s: np.ndarray, length: int | None = None, top: int = 8) -> list[str]:
+        """The `top` candidate words by `fill_scores` `s` (only those of `length` characters when it is given)."""
         if length is not None:
             s = np.where(self.lengths == length, s, -np.inf)
         best = np.argsort(-s, kind="stable")[:top]
@@ -184,11 +187,12 @@ def exact_rates(lm: WordTrigram, gaps: Sequence[tuple[str, str, str]], top: int 
     `top`."""
     hits = collections.Counter()
     for left, ref, right in gaps:
-        free = lm.fill_ranking(left, right, top=top)
+        both = lm.fill_scores(left, right)  # scored once, ranked with and without the length
+        free = lm.ranking(both, top=top)
         hits["exact"] += free[:1] == [ref]
         hits[f"among_{top}"] += ref in free
         hits["exact_left_only"] += lm.fill_ranking(left, "", top=1) == [ref]
-        hits["exact_length_known"] += lm.fill_ranking(left, right, length=len(ref), top=1) == [ref]
+        hits["exact_length_known"] += lm.ranking(both, length=len(ref), top=1) == [ref]
         hits["word_seen"] += ref in lm.index
     n = max(len(gaps), 1)
     return {k: v / n for k, v in sorted(hits.items())}
