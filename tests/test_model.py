@@ -1,9 +1,11 @@
 """Model-level properties of a tiny random model: geometry, determinism, checkpoints, validation."""
 
 import json
+import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from zonkey import Zonkey, ZonkeyConfig, ZonkeyInputError
 from zonkey._utils import draw, rho
@@ -157,6 +159,29 @@ def test_info_nce_ignores_zero_weight_rows_in_value_gradient_and_randomness():
     # a target that is also in the pool is never its own negative (P8)
     t_in_pool = info_nce(targets.clone(), targets, targets.flatten(0, 1), torch.ones(3, 6), k=200)
     assert t_in_pool < 1e-3
+
+
+def test_info_nce_same_cos_and_scale_match_the_closed_form():
+    # one prediction, one target and a pool holding a single other vector: all k negatives are that vector
+    x, t = torch.tensor([[[1.0, 0.0, 0.0]]]), torch.tensor([[[0.8, 0.6, 0.0]]])
+    near = torch.tensor([[0.8, 0.55, 0.2]])  # cosine 0.98 to the target: another occurrence of the same word
+    c_pos, c_neg = 0.8, float(F.cosine_similarity(x[0], near))
+    w, k = torch.ones(1, 1), 5
+    for scale, logit in ((0.0, lambda c: 2 * math.atanh(c)), (16.0, lambda c: 16 * c)):
+        want = -math.log(math.exp(logit(c_pos)) / (math.exp(logit(c_pos)) + k * math.exp(logit(c_neg))))
+        got = info_nce(x, t, near, w, k, scale=scale)
+        assert abs(float(got) - want) < 1e-4
+        # counted as the target itself, the near copy is no negative: nothing left to tell apart
+        assert float(info_nce(x, t, near, w, k, same_cos=0.95, scale=scale)) < 1e-6
+
+
+def test_mlm_options_are_loss_only_and_validated():
+    a = LevelConfig(mlm=True, mlm_same_cos=0.95, mlm_logit_scale=16.0)
+    assert a.architecture() == LevelConfig(mlm=True).architecture()
+    with pytest.raises(ValueError, match="mlm_same_cos=0"):
+        LevelConfig(mlm_same_cos=0.0)
+    with pytest.raises(ValueError, match="mlm_logit_scale=-1"):
+        LevelConfig(mlm_logit_scale=-1.0)
 
 
 def test_same_seed_same_output_and_different_seed_differs(tiny_model, sentence):

@@ -13,7 +13,15 @@ from pathlib import Path
 FORMAT = "zonkey-config v1"
 # LevelConfig fields that only set a loss: a release trained with other values loads all the same
 LOSS_ONLY_FIELDS = frozenset(
-    {"compression_penalty", "target_rate", "short_len", "mlm_negatives", "contrastive_negatives"}
+    {
+        "compression_penalty",
+        "target_rate",
+        "short_len",
+        "mlm_negatives",
+        "mlm_same_cos",
+        "mlm_logit_scale",
+        "contrastive_negatives",
+    }
 )
 
 
@@ -37,6 +45,9 @@ class LevelConfig:
     # A loss setting only: a release trained with another value loads into the same architecture
     mlm: bool = False  # masked-vector loss on this level's inputs (level >= 1 in the release)
     mlm_negatives: int = 32
+    mlm_same_cos: float = 1 - 1e-5  # MLM negatives with a larger cosine to the target are masked: by default only
+    # the target itself (P8); lower (e.g. 0.95) also masks other occurrences of the same word. Not in the method
+    mlm_logit_scale: float = 0.0  # MLM logits: 0 = the release's 2*atanh(cos); > 0 = this times cos. Not in the method
     contrastive_negatives: int = 63  # level >= 1 InfoNCE negatives
 
     def __post_init__(self):
@@ -51,6 +62,10 @@ class LevelConfig:
             raise ValueError(f"LevelConfig.splitter_window={self.splitter_window} must be odd")
         if self.seg_len < self.n_latents:
             raise ValueError(f"LevelConfig.seg_len={self.seg_len} must be >= n_latents={self.n_latents}")
+        if not 0 < self.mlm_same_cos <= 1:
+            raise ValueError(f"LevelConfig.mlm_same_cos={self.mlm_same_cos} must be in (0, 1]")
+        if self.mlm_logit_scale < 0:
+            raise ValueError(f"LevelConfig.mlm_logit_scale={self.mlm_logit_scale} must be >= 0 (0 = 2*atanh(cos))")
         if not 0 <= self.short_len <= self.seg_len:
             raise ValueError(f"LevelConfig.short_len={self.short_len} must be in 0..seg_len={self.seg_len}")
 

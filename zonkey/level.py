@@ -202,4 +202,7 @@ class ZonkeyLevel(nn.Module):
         corrupted = torch.where((pick & (u < 0.8))[..., None], mask, x)
         corrupted = torch.where((pick & (u >= 0.8) & (u < 0.9))[..., None], rnd, corrupted)
         h = self.compressor.encode_tokens(corrupted, win.logp, win.valid, rows=slice(self.cfg.n_latents, None))
-        return info_nce(h, win.x, pool, pick.float(), self.cfg.mlm_negatives)
+        cfg = self.cfg
+        return info_nce(
+            h, win.x, pool, pick.float(), cfg.mlm_negatives, same_cos=cfg.mlm_same_cos, scale=cfg.mlm_logit_scale
+        )

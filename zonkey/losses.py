@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from zonkey._utils import EPS, draw, fp32
 
 POOL_CAP = 1024  # most pool vectors one InfoNCE call scores against
+SAME_COS = 1 - 1e-5  # a negative with a larger cosine to the target is the target itself (P8)
 
 
 def cos_logits(cos: torch.Tensor) -> torch.Tensor:
@@ -42,12 +43,15 @@ def char_ce(x: torch.Tensor, ids: torch.Tensor, emb: torch.Tensor, w: torch.Tens
 
 
 @fp32
-def info_nce(x, targets, pool, w, k: int, generator=None, pos_cos=None):
+def info_nce(x, targets, pool, w, k: int, generator=None, pos_cos=None, same_cos: float = SAME_COS, scale: float = 0.0):
     """Level >= 1 reconstruction: InfoNCE of each predicted vector against its target with k
     negatives drawn uniformly from `pool` (real target vectors of the batch).
 
     x, targets: (m, s, d); pool: (p, d); w: (m, s). pos_cos: optional (m, s) positive cosine
-    (the segment-relaxed one of the dirty pass). Negatives equal to the target are masked (P8).
+    (the segment-relaxed one of the dirty pass). Negatives equal to the target are masked (P8):
+    those whose cosine to the target exceeds `same_cos` (default: equal up to rounding; lower it to
+    count other occurrences of the same word as the target too). Logits are the release's
+    2 * atanh(cos) (`scale` 0) or `scale` * cos.
     Only rows with weight > 0 are scored (the others add nothing to the weighted mean; the MLM
     term weights about a fifth of the rows). The cosines to the pool are one matmul and the k
     negatives are gathered from it; a pool larger than POOL_CAP is first subsampled uniformly, so
@@ -63,8 +67,9 @@ def info_nce(x, targets, pool, w, k: int, generator=None, pos_cos=None):
     idx = draw(torch.randint, 0, pn.shape[0], (xn.shape[0], k), generator=generator, device=x.device)  # (n, k)
     ncos = (xn @ pn.t()).gather(1, idx)  # (n, k)
     with torch.no_grad():
-        same = (tn @ pn.t()).gather(1, idx) > 1 - 1e-5
-    logits = torch.cat([cos_logits(pos)[:, None], cos_logits(ncos).masked_fill(same, -1e4)], dim=-1)
+        same = (tn @ pn.t()).gather(1, idx) > same_cos
+    logit = cos_logits if scale <= 0 else (lambda c: scale * c)
+    logits = torch.cat([logit(pos)[:, None], logit(ncos).masked_fill(same, -1e4)], dim=-1)
     ce = F.cross_entropy(logits, torch.zeros(xn.shape[0], dtype=torch.long, device=x.device), reduction="none")
     return weighted_mean(ce, w.flatten()[keep])
 
