@@ -10,11 +10,11 @@ Single-word infill, on the gaps of `training.evaluate` (same held-out sentences,
   different fills the first 8 hold (the mean per gap, and how often they are all one fill);
 - the level-1 MLM head as a classifier: the gap is one mask slot in a level-1 window of the
   context's word vectors (as in training's MLM term), and the compressor's output at the slot is
-  scored, as InfoNCE scores it (2 atanh cos), against the word vector of every training word (case
-  kept, at least `min_count` occurrences) that level 0 reads as one segment. Top-1 exact alone and
-  with the log unigram count added: InfoNCE with negatives drawn from the data learns
-  p(word | context) / p(word), so adding log p(word) gives the posterior. The unigram prior alone
-  (always the most frequent word) is the floor;
+  scored, as its InfoNCE scores it (2 atanh cos, or `mlm_logit_scale` * cos), against the word
+  vector of every training word (case kept, at least `min_count` occurrences) that level 0 reads
+  as one segment. Top-1 exact alone and with the log unigram count added: InfoNCE with negatives
+  drawn from the data learns p(word | context) / p(word), so adding log p(word) gives the
+  posterior. The unigram prior alone (always the most frequent word) is the floor;
 - what the training text alone supports: a word trigram with Kneser-Ney smoothing fit on the same training
   split (`training.baselines.ngram`) fills the same gaps with its most probable word, from both sides, from the
   left only, and with the gap's length in characters given; and how often the word is among its first 8.
@@ -75,7 +75,7 @@ from zonkey import Zonkey, codec
 from zonkey._utils import rho, to_sphere
 from zonkey.inference import decode_down, decode_windows, encode_ids
 from zonkey.infill import SAMPLES, _fill_level1, _word_vectors
-from zonkey.losses import cos_logits
+from zonkey.losses import similarity_logits
 from zonkey.splitter import force_coverage, make_windows
 
 _WORD = re.compile(r"[A-Za-z]+")
@@ -182,6 +182,7 @@ def mlm_prediction(model, left: str, right: str) -> torch.Tensor:
 @torch.inference_mode()
 def infill_headroom(model, sentences, train_texts, seed=0, steps=20, counts=SAMPLE_COUNTS, min_count=3):
     words, V, logc = word_table(model, train_texts, min_count)
+    scale = model.config.levels[1].mlm_logit_scale  # the MLM term's logits (0: 2 atanh cos)
     rng = random.Random(seed)
     ranked = min(SAMPLES, max(counts))  # the samples `infill` draws and ranks
     hits = collections.Counter()
@@ -201,7 +202,7 @@ def infill_headroom(model, sentences, train_texts, seed=0, steps=20, counts=SAMP
         different = len(set(fills[:ranked]))
         distinct += different
         hits["ranked_samples_all_same"] += different == 1
-        logits = cos_logits(V @ F.normalize(mlm_prediction(model, left, right), dim=0))
+        logits = similarity_logits(V @ F.normalize(mlm_prediction(model, left, right), dim=0), scale)
         hits["mlm_classifier"] += words[int(logits.argmax())] == ref
         hits["mlm_classifier_with_prior"] += words[int((logits + logc).argmax())] == ref
         hits["prior_alone"] += words[int(logc.argmax())] == ref

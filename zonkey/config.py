@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 FORMAT = "zonkey-config v1"
+SAME_COS = 1 - 1e-5  # a contrastive negative with a larger cosine to the target is the target itself (P8)
 # LevelConfig fields that only set a loss: a release trained with other values loads all the same
 LOSS_ONLY_FIELDS = frozenset(
     {
@@ -45,7 +46,7 @@ class LevelConfig:
     # A loss setting only: a release trained with another value loads into the same architecture
     mlm: bool = False  # masked-vector loss on this level's inputs (level >= 1 in the release)
     mlm_negatives: int = 32
-    mlm_same_cos: float = 1 - 1e-5  # MLM negatives with a larger cosine to the target are masked: by default only
+    mlm_same_cos: float = SAME_COS  # MLM negatives with a larger cosine to the target are masked: by default only
     # the target itself (P8); lower (e.g. 0.95) also masks other occurrences of the same word. Not in the method
     mlm_logit_scale: float = 0.0  # MLM logits: 0 = the release's 2*atanh(cos); > 0 = this times cos. Not in the method
     contrastive_negatives: int = 63  # level >= 1 InfoNCE negatives

@@ -190,7 +190,8 @@ class ZonkeyLevel(nn.Module):
         """Masked-vector loss on this level's input windows (METHOD §10.4): 20% of real positions,
         80% mask vector / 10% random sphere vector / 10% unchanged, through the compressor's
         transformer; InfoNCE against the original vector."""
-        d = self.cfg.d_model
+        cfg = self.cfg
+        d = cfg.d_model
         cand = win.valid & (w > 0)
         pick = (torch.rand(cand.shape, device=w.device) < self.mlm_ratio) & cand
         if not pick.any():
@@ -201,8 +202,7 @@ class ZonkeyLevel(nn.Module):
         mask = to_sphere(self.mask_vector, rho(d)).expand_as(x)
         corrupted = torch.where((pick & (u < 0.8))[..., None], mask, x)
         corrupted = torch.where((pick & (u >= 0.8) & (u < 0.9))[..., None], rnd, corrupted)
-        h = self.compressor.encode_tokens(corrupted, win.logp, win.valid, rows=slice(self.cfg.n_latents, None))
-        cfg = self.cfg
+        h = self.compressor.encode_tokens(corrupted, win.logp, win.valid, rows=slice(cfg.n_latents, None))
         return info_nce(
             h, win.x, pool, pick.float(), cfg.mlm_negatives, same_cos=cfg.mlm_same_cos, scale=cfg.mlm_logit_scale
         )

@@ -11,15 +11,21 @@ import torch
 import torch.nn.functional as F
 
 from zonkey._utils import EPS, draw, fp32
+from zonkey.config import SAME_COS
 
 POOL_CAP = 1024  # most pool vectors one InfoNCE call scores against
-SAME_COS = 1 - 1e-5  # a negative with a larger cosine to the target is the target itself (P8)
 
 
 def cos_logits(cos: torch.Tensor) -> torch.Tensor:
     """2 * atanh(cos), cos clamped to +-(1 - 1e-6): the release's logit of a cosine. Needs float32
     (bf16 rounds the clamp to 1); its callers here are `fp32` functions."""
     return 2 * torch.atanh(cos.clamp(-1 + 1e-6, 1 - 1e-6))
+
+
+def similarity_logits(cos: torch.Tensor, scale: float = 0.0) -> torch.Tensor:
+    """An InfoNCE logit of a cosine: the release's 2 * atanh(cos) (`scale` 0) or `scale` * cos
+    (`LevelConfig.mlm_logit_scale`)."""
+    return cos_logits(cos) if scale <= 0 else scale * cos
 
 
 @fp32
@@ -50,8 +56,7 @@ def info_nce(x, targets, pool, w, k: int, generator=None, pos_cos=None, same_cos
     x, targets: (m, s, d); pool: (p, d); w: (m, s). pos_cos: optional (m, s) positive cosine
     (the segment-relaxed one of the dirty pass). Negatives equal to the target are masked (P8):
     those whose cosine to the target exceeds `same_cos` (default: equal up to rounding; lower it to
-    count other occurrences of the same word as the target too). Logits are the release's
-    2 * atanh(cos) (`scale` 0) or `scale` * cos.
+    count other occurrences of the same word as the target too). Logits: `similarity_logits`.
     Only rows with weight > 0 are scored (the others add nothing to the weighted mean; the MLM
     term weights about a fifth of the rows). The cosines to the pool are one matmul and the k
     negatives are gathered from it; a pool larger than POOL_CAP is first subsampled uniformly, so
@@ -68,8 +73,8 @@ def info_nce(x, targets, pool, w, k: int, generator=None, pos_cos=None, same_cos
     ncos = (xn @ pn.t()).gather(1, idx)  # (n, k)
     with torch.no_grad():
         same = (tn @ pn.t()).gather(1, idx) > same_cos
-    logit = cos_logits if scale <= 0 else (lambda c: scale * c)
-    logits = torch.cat([logit(pos)[:, None], logit(ncos).masked_fill(same, -1e4)], dim=-1)
+    neg = similarity_logits(ncos, scale).masked_fill(same, -1e4)
+    logits = torch.cat([similarity_logits(pos, scale)[:, None], neg], dim=-1)
     ce = F.cross_entropy(logits, torch.zeros(xn.shape[0], dtype=torch.long, device=x.device), reduction="none")
     return weighted_mean(ce, w.flatten()[keep])
 
