@@ -56,7 +56,6 @@ import collections
 import contextlib
 import json
 import random
-import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -67,7 +66,7 @@ from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 from tqdm import tqdm
 
-from training.baselines.ngram import WordTrigram, exact_rates
+from training.baselines.ngram import WORD, WordTrigram, exact_rates
 from training.data import heldout_sentences, local_split
 from training.evaluate import mask_words, paragraphs
 from training.metrics import boundary_prf, cer, sentence_starts
@@ -78,7 +77,6 @@ from zonkey.infill import SAMPLES, _fill_level1, _word_vectors
 from zonkey.losses import similarity_logits
 from zonkey.splitter import force_coverage, make_windows
 
-_WORD = re.compile(r"[A-Za-z]+")
 SAMPLE_COUNTS = (8, 16, 32, 64)
 GAP_SPLITS = ("heldout", "train")  # the splits whose sentences the infill gaps may come from
 
@@ -135,7 +133,7 @@ def word_table(model, texts: Iterable[str], min_count: int = 3, chunk: int = 300
     """Training words (case kept, >= min_count times) that level 0 reads as one segment ->
     (words, unit word vectors (n, d1), log counts (n,)). Words are encoded in chunks as " w1 w2 ...":
     a level-0 segment begins at the space before a word."""
-    counts = collections.Counter(w for t in texts for w in _WORD.findall(t))
+    counts = collections.Counter(w for t in texts for w in WORD.findall(t))
     cands = sorted(w for w, c in counts.items() if c >= min_count)
     words, vecs = [], []
     for i in range(0, len(cands), chunk):
