@@ -67,9 +67,11 @@ def test_build_data_splits_by_paragraph_and_keeps_classes_consistent(model, data
     assert (len(data.x_test), len(data.x_train)) == (expected[True], expected[False])
     assert data.x_train.shape[1:] == (S, model.config.levels[1].d_model)
     assert len(set(data.texts)) == len(data.texts) == data.class_vecs.shape[0] == data.counts.shape[0]
-    assert int(data.counts.sum()) == sum(len(segs) for segs, _ in reads)
-    counts = collections.Counter(s for segs, _ in reads for s in segs)
-    assert [int(c) for c in data.counts] == [counts[t] for t in data.texts]
+    assert data.n_segments == sum(len(segs) for segs, _ in reads)
+    # the prior counts the training paragraphs only, plus one for every text
+    held = [p % HELDOUT_EVERY == HELDOUT_EVERY - 1 for p in range(len(TEXTS))]
+    counts = collections.Counter(s for (segs, _), h in zip(reads, held) if not h for s in segs)
+    assert [int(c) for c in data.counts] == [counts[t] + 1 for t in data.texts]
     # the first training run is the first paragraph's first S segments
     first_texts, first_vecs = reads[0]
     assert [data.texts[i] for i in data.y_train[0]] == first_texts[:S]

@@ -12,7 +12,8 @@ with a fixed seed. The runs of every tenth paragraph are held out.
 
 Score (top-1): the masked segment's text must come first among every distinct segment text of the
 paragraphs, ranked by the cosine of the prediction to the text's mean unit vector (for the head
-"with prior": by the logit the model's MLM term gives that cosine, plus the log of the text's count).
+"with prior": by the logit the model's MLM term gives that cosine, plus the log of the text's count
+in the training paragraphs, plus one).
 
 Predictors:
 - head: the model's own level-1 compressor at the mask slots (its MLM head), every position existing;
@@ -64,12 +65,15 @@ OBJECTIVES = {  # name -> (negatives, same_cos, logit scale); softmax: over ever
 class ProbeData:
     """Runs of S level-0 word vectors with their masks and segment-text classes.
 
-    texts: the c distinct segment texts; class_vecs: (c, d) their unit mean vectors; counts: (c,);
-    x_*: (r, S, d) unit word vectors; y_*: (r, S) class ids; mask_*: (r, S) bool."""
+    texts: the c distinct segment texts (of all paragraphs); class_vecs: (c, d) their unit mean
+    vectors; counts: (c,) occurrences in the training paragraphs plus one (the prior's counts);
+    n_segments: all level-0 segments read; x_*: (r, S, d) unit word vectors; y_*: (r, S) class ids;
+    mask_*: (r, S) bool."""
 
     texts: list[str]
     class_vecs: torch.Tensor
     counts: torch.Tensor
+    n_segments: int
     x_train: torch.Tensor
     y_train: torch.Tensor
     mask_train: torch.Tensor
@@ -102,13 +106,13 @@ def build_data(model, texts: list[str], seed: int = 0) -> ProbeData:
     S = model.config.levels[1].seg_len
     read = [segment_vectors(model, t) for t in tqdm(texts, desc="level-0 word vectors", leave=False)]
     index, sums, counts = {}, [], collections.Counter()
-    for segs, vecs in read:
+    for p, (segs, vecs) in enumerate(read):
         for s, v in zip(segs, vecs):
             if s not in index:
                 index[s] = len(index)
                 sums.append(torch.zeros_like(v))
             sums[index[s]] += v
-            counts[s] += 1
+            counts[s] += p % HELDOUT_EVERY != HELDOUT_EVERY - 1  # the prior: training paragraphs only
     names = list(index)
     parts = {True: ([], []), False: ([], [])}  # held out -> (vectors, ids)
     for p, (segs, vecs) in enumerate(read):
@@ -125,7 +129,8 @@ def build_data(model, texts: list[str], seed: int = 0) -> ProbeData:
     return ProbeData(
         texts=names,
         class_vecs=F.normalize(torch.stack(sums), dim=-1),
-        counts=torch.tensor([float(counts[s]) for s in names]),
+        counts=torch.tensor([counts[s] + 1.0 for s in names]),
+        n_segments=sum(len(segs) for segs, _ in read),
         x_train=xtr,
         y_train=ytr,
         mask_train=run_masks(len(xtr), S, seed),
@@ -152,7 +157,7 @@ def top1(
 
 
 def frequent_top1(data: ProbeData) -> float:
-    """Always the most frequent text, scored on the held-out masked positions."""
+    """Always the most frequent text (of the training paragraphs), scored on the held-out masked positions."""
     return float((data.y_test[data.mask_test] == int(data.counts.argmax())).float().mean())
 
 
@@ -267,7 +272,7 @@ def probe(model_dir: str, n_paragraphs: int = 3000, objectives=("release", "wide
     out = {
         "model": str(model_dir),
         "paragraphs": len(texts),
-        "segments": int(data.counts.sum()),
+        "segments": data.n_segments,
         "classes": len(data.texts),
         "runs_train": len(data.x_train),
         "runs_test": len(data.x_test),
