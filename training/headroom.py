@@ -167,14 +167,14 @@ def mlm_prediction(model, left: str, right: str) -> torch.Tensor:
     wl, wr = _word_vectors(model, left.rstrip()), _word_vectors(model, right)
     b = min(wr.shape[0], (S - 1) // 2)
     a = min(wl.shape[0], S - 1 - b)
-    mask = to_sphere(lv.mask_vector.detach(), rho(d))[None]
-    x = torch.cat([wl[wl.shape[0] - a :], mask, wr[:b]])
+    x = torch.cat([wl[wl.shape[0] - a :], wl.new_zeros(1, d), wr[:b]])  # the slot at a: the mask vector
     xs = torch.zeros(1, S, d, device=x.device)
     xs[0, : x.shape[0]] = to_sphere(x, rho(d))
     valid = torch.arange(S, device=x.device)[None] < x.shape[0]
     logp = torch.where(valid, 0.0, -20.0)
-    h = lv.compressor.encode_tokens(xs, logp, valid, rows=slice(lc.n_latents, None))  # (1, S, d)
-    return h[0, a].float()
+    masked = torch.zeros_like(valid)
+    masked[0, a] = True
+    return lv.mlm_outputs(xs, masked, logp, valid)[0, a].float()
 
 
 @torch.inference_mode()

@@ -163,18 +163,13 @@ def frequent_top1(data: ProbeData) -> float:
 
 @torch.inference_mode()
 def head_predictions(model, x: torch.Tensor, mask: torch.Tensor, chunk: int = 256) -> torch.Tensor:
-    """The level-1 compressor's MLM outputs at the masked positions of the runs x (r, S, d) -> (n, d)."""
-    lv, lc = model.levels[1], model.config.levels[1]
-    d = lc.d_model
-    mvec = to_sphere(lv.mask_vector.detach(), rho(d))
+    """The level-1 compressor's MLM outputs at the masked positions of the runs x (r, S, d) -> (n, d),
+    every position existing."""
+    lv, d = model.levels[1], model.config.levels[1].d_model
     out = []
     for i in range(0, len(x), chunk):
         xs, m = to_sphere(x[i : i + chunk].to(model.device), rho(d)), mask[i : i + chunk].to(model.device)
-        xs = torch.where(m[..., None], mvec, xs)
-        valid = torch.ones(m.shape, dtype=torch.bool, device=model.device)
-        h = lv.compressor.encode_tokens(
-            xs, torch.zeros(m.shape, device=model.device), valid, rows=slice(lc.n_latents, None)
-        )
+        h = lv.mlm_outputs(xs, m, torch.zeros(m.shape, device=model.device), torch.ones_like(m))
         out.append(h[m].float().cpu())
     return torch.cat(out)
 

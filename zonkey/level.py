@@ -199,10 +199,15 @@ class ZonkeyLevel(nn.Module):
         x = to_sphere(win.x, rho(d))
         u = torch.rand(cand.shape, device=w.device)
         rnd = to_sphere(torch.randn_like(x), rho(d))
-        mask = to_sphere(self.mask_vector, rho(d)).expand_as(x)
-        corrupted = torch.where((pick & (u < 0.8))[..., None], mask, x)
-        corrupted = torch.where((pick & (u >= 0.8) & (u < 0.9))[..., None], rnd, corrupted)
-        h = self.compressor.encode_tokens(corrupted, win.logp, win.valid, rows=slice(cfg.n_latents, None))
+        x = torch.where((pick & (u >= 0.8) & (u < 0.9))[..., None], rnd, x)
+        h = self.mlm_outputs(x, pick & (u < 0.8), win.logp, win.valid)
         return info_nce(
             h, win.x, pool, pick.float(), cfg.mlm_negatives, same_cos=cfg.mlm_same_cos, scale=cfg.mlm_logit_scale
         )
+
+    def mlm_outputs(self, x, masked, logp, valid):
+        """The MLM head: the compressor's transformer over inputs x (m, s, d) on the rho(d) sphere
+        whose `masked` (m, s) positions are replaced by the learned mask vector -> (m, s, d)."""
+        mask = to_sphere(self.mask_vector, rho(self.cfg.d_model))
+        x = torch.where(masked[..., None], mask, x)
+        return self.compressor.encode_tokens(x, logp, valid, rows=slice(self.cfg.n_latents, None))
