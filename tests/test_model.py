@@ -1,7 +1,9 @@
 """Model-level properties of a tiny random model: geometry, determinism, checkpoints, validation."""
 
+import dataclasses
 import json
 import math
+import types
 
 import pytest
 import torch
@@ -12,6 +14,7 @@ from zonkey._utils import draw, rho
 from zonkey.checkpoint import CheckpointError
 from zonkey.config import LevelConfig
 from zonkey.diffusion import add_noise, pure_noise, relaxed_targets
+from zonkey.level import ZonkeyLevel
 from zonkey.losses import POOL_CAP, info_nce
 
 
@@ -175,13 +178,40 @@ def test_info_nce_same_cos_and_scale_match_the_closed_form():
         assert float(info_nce(x, t, near, w, k, same_cos=0.95, scale=scale)) < 1e-6
 
 
-def test_mlm_options_are_loss_only_and_validated():
+def test_mlm_and_contrastive_options_are_loss_only_and_validated():
     a = LevelConfig(mlm=True, mlm_same_cos=0.95, mlm_logit_scale=16.0)
     assert a.architecture() == LevelConfig(mlm=True).architecture()
-    with pytest.raises(ValueError, match="mlm_same_cos=0"):
-        LevelConfig(mlm_same_cos=0.0)
-    with pytest.raises(ValueError, match="mlm_logit_scale=-1"):
-        LevelConfig(mlm_logit_scale=-1.0)
+    b = LevelConfig(contrastive_negatives=512, contrastive_same_cos=0.95, contrastive_logit_scale=16.0)
+    assert b.architecture() == LevelConfig().architecture()
+    for term in ("mlm", "contrastive"):
+        with pytest.raises(ValueError, match=f"{term}_same_cos=0"):
+            LevelConfig(**{f"{term}_same_cos": 0.0})
+        with pytest.raises(ValueError, match=f"{term}_logit_scale=-1"):
+            LevelConfig(**{f"{term}_logit_scale": -1.0})
+
+
+def test_contrastive_options_set_level_one_reconstruction():
+    base = ZonkeyConfig.preset("tiny")
+    wide = dataclasses.replace(
+        base.levels[1], contrastive_negatives=7, contrastive_same_cos=0.95, contrastive_logit_scale=16.0
+    )
+    cfg = base.replace(levels=(base.levels[0], wide))
+    g = torch.Generator().manual_seed(0)
+    d = wide.d_model
+    x, tgt = torch.randn(2, 3, d, generator=g), torch.randn(2, 3, d, generator=g)
+    pool, w = torch.cat([tgt.flatten(0, 1), torch.randn(5, d, generator=g)]), torch.rand(2, 3, generator=g)
+    win = types.SimpleNamespace(x=tgt)
+    losses = []
+    for c in (cfg, base):
+        level = ZonkeyLevel(c.levels[1], 1, c)
+        torch.manual_seed(3)  # the negatives' draws
+        losses.append(level.recon(x, win, w, None, pool))
+    torch.manual_seed(3)
+    want = info_nce(x, tgt, pool, w, 7, same_cos=0.95, scale=16.0)
+    torch.manual_seed(3)
+    release = info_nce(x, tgt, pool, w, base.levels[1].contrastive_negatives)
+    assert torch.equal(losses[0], want) and torch.equal(losses[1], release)
+    assert not torch.allclose(want, release)
 
 
 def test_same_seed_same_output_and_different_seed_differs(tiny_model, sentence):

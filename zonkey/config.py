@@ -22,6 +22,8 @@ LOSS_ONLY_FIELDS = frozenset(
         "mlm_same_cos",
         "mlm_logit_scale",
         "contrastive_negatives",
+        "contrastive_same_cos",
+        "contrastive_logit_scale",
     }
 )
 
@@ -49,7 +51,9 @@ class LevelConfig:
     mlm_same_cos: float = SAME_COS  # MLM negatives with a larger cosine to the target are masked: by default only
     # the target itself (P8); lower (e.g. 0.95) also masks other occurrences of the same word. Not in the method
     mlm_logit_scale: float = 0.0  # MLM logits: 0 = the release's 2*atanh(cos); > 0 = this times cos. Not in the method
-    contrastive_negatives: int = 63  # level >= 1 InfoNCE negatives
+    contrastive_negatives: int = 63  # level >= 1 InfoNCE negatives (reconstruction and the stitcher's sequence terms)
+    contrastive_same_cos: float = SAME_COS  # as mlm_same_cos, for those terms. Not in the method
+    contrastive_logit_scale: float = 0.0  # as mlm_logit_scale, for those terms. Not in the method
 
     def __post_init__(self):
         for name in ("d_model", "n_latents", "seg_len", "doc_len", "n_heads", "compressor_layers", "denoiser_layers"):
@@ -63,10 +67,12 @@ class LevelConfig:
             raise ValueError(f"LevelConfig.splitter_window={self.splitter_window} must be odd")
         if self.seg_len < self.n_latents:
             raise ValueError(f"LevelConfig.seg_len={self.seg_len} must be >= n_latents={self.n_latents}")
-        if not 0 < self.mlm_same_cos <= 1:
-            raise ValueError(f"LevelConfig.mlm_same_cos={self.mlm_same_cos} must be in (0, 1]")
-        if self.mlm_logit_scale < 0:
-            raise ValueError(f"LevelConfig.mlm_logit_scale={self.mlm_logit_scale} must be >= 0 (0 = 2*atanh(cos))")
+        for term in ("mlm", "contrastive"):
+            same, scale = getattr(self, f"{term}_same_cos"), getattr(self, f"{term}_logit_scale")
+            if not 0 < same <= 1:
+                raise ValueError(f"LevelConfig.{term}_same_cos={same} must be in (0, 1]")
+            if scale < 0:
+                raise ValueError(f"LevelConfig.{term}_logit_scale={scale} must be >= 0 (0 = 2*atanh(cos))")
         if not 0 <= self.short_len <= self.seg_len:
             raise ValueError(f"LevelConfig.short_len={self.short_len} must be in 0..seg_len={self.seg_len}")
 

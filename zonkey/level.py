@@ -67,7 +67,17 @@ class ZonkeyLevel(nn.Module):
     def recon(self, x, win: Windows, w, emb, pool, pos_cos=None):
         if self.index == 0:
             return char_ce(x, win.ids, emb, w)
-        return info_nce(x, win.x, pool, w, self.cfg.contrastive_negatives, pos_cos=pos_cos)
+        cfg = self.cfg
+        return info_nce(
+            x,
+            win.x,
+            pool,
+            w,
+            cfg.contrastive_negatives,
+            pos_cos=pos_cos,
+            same_cos=cfg.contrastive_same_cos,
+            scale=cfg.contrastive_logit_scale,
+        )
 
     def encode(self, x, lengths, threshold: float = 0.5):
         """Deterministic split + compress (the inference rule).
