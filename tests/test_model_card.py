@@ -1,6 +1,6 @@
 """Model card: each training stage is described from its own logged config."""
 
-from training.model_card import stage_line, write_card
+from training.model_card import stage_line, stage_name, write_card
 
 
 def _stage(**tc) -> dict:
@@ -34,6 +34,20 @@ def test_stage_line_names_what_trained_and_how():
         )
     )
     assert "; the level-0 BOS head's output layer scaled by 0.1 first; short-segment floor 3 at level 0;" in soft
+    wide = {"mlm_negatives": 512, "mlm_same_cos": 0.95, "mlm_logit_scale": 16.0, "contrastive_negatives": 512}
+    wide_line = stage_line(
+        _stage(frozen_levels=1, model_overrides={"levels": [{}, wide], "loss_weights": {"mlm": 10 / 14}})
+    )
+    assert (
+        "; level-1 MLM term: 512 negatives, 0.95 same-word cosine, logits 16.0·cos"
+        "; level-1 InfoNCE reconstruction terms: 512 negatives; loss weight mlm 0.714;" in wide_line
+    )
+
+
+def test_stage_name_shows_a_config_number_that_differs_from_the_position():
+    assert stage_name({"train_config": {"out_dir": "runs/small_stage30"}}, 18) == " (`small_stage30`)"
+    assert stage_name({"train_config": {"out_dir": "runs/small_stage17"}}, 17) == ""
+    assert stage_name({"train_config": {"out_dir": "runs/small_level1"}}, 2) == ""
 
 
 def test_stage_line_says_level_0_alone_when_upper_levels_never_start():

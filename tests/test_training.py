@@ -96,7 +96,7 @@ def test_every_shipped_training_config_resolves_to_a_valid_model():
     )
     # the last stage's model config is the one shipped: the preset with its overrides merged in
     shipped = ZonkeyConfig.from_json("assets/models/zonkey-small/config.json")
-    assert model_config(TrainConfig.from_json("training/configs/small_stage17.json")) == shipped
+    assert model_config(TrainConfig.from_json("training/configs/small_stage30.json")) == shipped
     assert shipped.loss_weights.dirty_recon == ZonkeyConfig.preset("small").loss_weights.dirty_recon
 
 

@@ -113,6 +113,18 @@ def stage_line(t: dict) -> str:
     for i, lv in enumerate((tc.get("model_overrides") or {}).get("levels") or []):
         if lv.get("short_len"):
             what += f"; short-segment floor {lv['short_len']} at level {i}"
+        for term, name in (("mlm", "MLM term"), ("contrastive", "InfoNCE reconstruction terms")):
+            opts = [
+                f"{lv[key]} {label}"
+                for key, label in ((f"{term}_negatives", "negatives"), (f"{term}_same_cos", "same-word cosine"))
+                if key in lv
+            ]
+            if lv.get(f"{term}_logit_scale"):
+                opts.append(f"logits {lv[f'{term}_logit_scale']}·cos")
+            if opts:
+                what += f"; level-{i} {name}: {', '.join(opts)}"
+    for term, weight in ((tc.get("model_overrides") or {}).get("loss_weights") or {}).items():
+        what += f"; loss weight {term} {weight:.3g}"
     world = t["world_size"]
     procs = f"{world} DDP processes of " if world > 1 else ""
     batch = f"{world} × {tc.get('batch_size')}" if world > 1 else f"{tc.get('batch_size')}"
@@ -123,6 +135,12 @@ def stage_line(t: dict) -> str:
         f"median throughput {fmt(t['median_chars_per_sec'])} characters/s; non-finite steps skipped: "
         f"{fmt(t['bad_steps'])}."
     )
+
+
+def stage_name(t: dict, i: int) -> str:
+    """' (`small_stage30`)' where stage i's run directory names another stage number (its config file)."""
+    out = Path(t["train_config"].get("out_dir") or "").name
+    return f" (`{out}`)" if out.startswith("small_stage") and out != f"small_stage{i}" else ""
 
 
 def write_card(
@@ -163,7 +181,7 @@ def write_card(
         f"- **Architecture:** {arch}; {fmt(t['params'])} parameters; UTF-8 byte alphabet, characters read as "
         "the most probable well-formed UTF-8 (`codec.best_utf8`).",
         f"- **Hardware:** {hardware}.",
-        *[f"- **Stage {i}:** {stage_line(st)}" for i, st in enumerate(stages, 1)],
+        *[f"- **Stage {i}{stage_name(st, i)}:** {stage_line(st)}" for i, st in enumerate(stages, 1)],
         f"- **In total:** {fmt(sum(st['chars_seen'] or 0 for st in stages))} characters seen in "
         f"{fmt(sum(st['wall_clock_min'] or 0 for st in stages))} min of training.",
         f"- **Weights:** EMA ({t['train_config'].get('ema')}) of the training weights, safetensors shards < 16 MB.",

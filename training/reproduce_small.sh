@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce assets/models/zonkey-small from scratch on 2 CPU cores (about 17 hours of training).
+# Reproduce assets/models/zonkey-small from scratch on 2 CPU cores (about 18.5 hours of training).
 #   stage 1: both levels from scratch, level 1 only for steps 1,500-1,800 (training/configs/small.json)
 #   stage 2: level 0 frozen from stage 1, a fresh level 1 trained on 32 documents per step
 #            (training/configs/small_level1.json)
@@ -27,6 +27,9 @@
 #   stage 15: all of level 0 but the embedding trains on those boundaries (training/configs/small_stage15.json)
 #   stage 16: stage 15 continued at half its peak lr (training/configs/small_stage16.json)
 #   stage 17: level 1 trains again on that level 0 (training/configs/small_stage17.json)
+#   stage 30: level 1 trains again, its MLM term (weight 10/14) and its reconstruction and stitcher
+#            sequence terms against 512 negatives with other occurrences of the target's word not
+#            counted as negatives (options not in the method; training/configs/small_stage30.json)
 # then evaluate the result. Each stage resumes exactly if it is interrupted: run this again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,6 +66,7 @@ run_stage training/configs/small_stage3.json
 for n in $(seq 4 17); do
   ddp_stage "training/configs/small_stage$n.json"
 done
-release="$(out_dir training/configs/small_stage17.json)/release"
+ddp_stage training/configs/small_stage30.json
+release="$(out_dir training/configs/small_stage30.json)/release"
 "$PY" -m training.evaluate --model "$release"
 echo "release: $release (copy it to assets/models/zonkey-small to ship it)"
