@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 from pathlib import Path
 
 import torch
@@ -140,7 +141,8 @@ def stage_line(t: dict) -> str:
 def stage_name(t: dict, i: int) -> str:
     """' (`small_stage30`)' where stage i's run directory names another stage number (its config file)."""
     out = Path(t["train_config"].get("out_dir") or "").name
-    return f" (`{out}`)" if out.startswith("small_stage") and out != f"small_stage{i}" else ""
+    number = re.search(r"_stage(\d+)$", out)
+    return f" (`{out}`)" if number and int(number[1]) != i else ""
 
 
 def write_card(
