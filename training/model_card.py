@@ -111,7 +111,8 @@ def stage_line(t: dict) -> str:
     if tc.get("soften_bos", 1.0) != 1.0:
         softened = tc.get("soften_bos_level", 0)
         what += f"; the level-{softened} BOS head's output layer scaled by {tc['soften_bos']} first"
-    for i, lv in enumerate((tc.get("model_overrides") or {}).get("levels") or []):
+    overrides = tc.get("model_overrides") or {}
+    for i, lv in enumerate(overrides.get("levels") or []):
         if lv.get("short_len"):
             what += f"; short-segment floor {lv['short_len']} at level {i}"
         for term, name in (("mlm", "MLM term"), ("contrastive", "InfoNCE reconstruction terms")):
@@ -124,7 +125,7 @@ def stage_line(t: dict) -> str:
                 opts.append(f"logits {lv[f'{term}_logit_scale']}·cos")
             if opts:
                 what += f"; level-{i} {name}: {', '.join(opts)}"
-    for term, weight in ((tc.get("model_overrides") or {}).get("loss_weights") or {}).items():
+    for term, weight in (overrides.get("loss_weights") or {}).items():
         what += f"; loss weight {term} {weight:.3g}"
     world = t["world_size"]
     procs = f"{world} DDP processes of " if world > 1 else ""

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce assets/models/zonkey-small from scratch on 2 CPU cores (about 18.5 hours of training).
+# Reproduce assets/models/zonkey-small from scratch on 2 CPU cores (about 18.7 hours of training).
 #   stage 1: both levels from scratch, level 1 only for steps 1,500-1,800 (training/configs/small.json)
 #   stage 2: level 0 frozen from stage 1, a fresh level 1 trained on 32 documents per step
 #            (training/configs/small_level1.json)
