@@ -357,6 +357,7 @@ def test_gpu_recipe_runs_on_cpu_and_writes_at_most_8_files_under_16_mb(tmp_path)
     env = {**os.environ, "OUT": str(out), "MINUTES": "0.1", "DEVICE": "cpu", "EXTRA": extra, "PYTHON": sys.executable}
     env["EVAL"] = "--paragraphs 2 --sentences 2 --generate 1 --steps 2"
     env["LEVEL0_EXTRA"] = "--seed=7"  # stage 1 (level 0) alone
+    env["LEVEL1_EXTRA"] = "--seed=9"  # stage 2 (level 1) alone, and its FLOP count
     proc = subprocess.run(["bash", "training/gpu_run.sh"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     files = sorted(p.name for p in out.iterdir())
@@ -369,7 +370,7 @@ def test_gpu_recipe_runs_on_cpu_and_writes_at_most_8_files_under_16_mb(tmp_path)
         json.loads((out / f).read_text().splitlines()[0])["train_config"]["seed"]
         for f in ("train_log_stage1.jsonl", "train_log.jsonl")
     ]
-    assert seeds == [7, TrainConfig.from_json("training/configs/base_level1.json").seed]
+    assert seeds == [7, 9]
 
 
 def test_level_overrides_merge_element_by_element():

@@ -17,6 +17,8 @@
 #   LEVEL0_EXTRA="..." overrides for stage 1 alone, after EXTRA: for example, with INIT_FROM,
 #                    "--soften_bos=0.1" to let the saturated level-0 BOS head move again (as
 #                    zonkey-small's stage 14; training/staging.py)
+#   LEVEL1_EXTRA="..." overrides for stage 2 alone, after EXTRA (e.g. "--batch_size=256" or a whole
+#                    --model_overrides={...} JSON without spaces, which replaces base_level1.json's)
 #   EVAL="..."       arguments of the quick evaluation (default "--paragraphs 8 --sentences 8 --generate 4 --steps 10")
 #   EVAL_SECONDS=75  time limit of the quick evaluation
 #   PYTHON=python3
@@ -32,6 +34,7 @@ DEVICE=${DEVICE:-cuda}
 PY=${PYTHON:-python3}
 read -r -a EXTRA_ARGS <<<"${EXTRA:-}"
 read -r -a LEVEL0_ARGS <<<"${LEVEL0_EXTRA:-}"
+read -r -a LEVEL1_ARGS <<<"${LEVEL1_EXTRA:-}"
 mkdir -p "$OUT"
 LOG="$OUT/gpu_run.txt"
 exec > >(tee -a "$LOG") 2>&1
@@ -89,7 +92,7 @@ else
 fi
 echo "== stage 2: level 1 on the frozen level 0, ${M2} min"
 REL=runs/base_level1/release
-if "$PY" -m training.train "${S2[@]}" "${EXTRA_ARGS[@]}"; then
+if "$PY" -m training.train "${S2[@]}" "${EXTRA_ARGS[@]}" "${LEVEL1_ARGS[@]}"; then
   ship "$REL"
   # stage 1's log, numbered after INIT_FROM's stages (shipping: `cp $OUT/* assets/models/zonkey-base/`
   # after renaming that folder's train_log.jsonl to the free stage number)
@@ -105,10 +108,14 @@ echo "== training wall-clock: $(( $(date +%s) - t0 )) s"
 
 # measurements only: each is bounded in time and may fail without losing the release above
 echo "== throughput and model FLOPs utilisation"
+# (stage 2 counts with LEVEL1_EXTRA: its batch and loss settings; LEVEL0_EXTRA's init-only options
+# such as soften_bos would be refused without init_from, and a batch size leaves FLOPs per character as they are)
 for stage in base:runs/base base_level1:runs/base_level1; do
   [ -f "${stage#*:}/train_log.jsonl" ] || continue
+  more=()
+  if [ "${stage%%:*}" = base_level1 ]; then more=("${LEVEL1_ARGS[@]}"); fi
   timeout 60 "$PY" -m training.flops --config "training/configs/${stage%%:*}.json" --device="$DEVICE" \
-    "${EXTRA_ARGS[@]}" --log "${stage#*:}/train_log.jsonl" || echo "flops for ${stage%%:*} failed (rc $?)"
+    "${EXTRA_ARGS[@]}" "${more[@]}" --log "${stage#*:}/train_log.jsonl" || echo "flops for ${stage%%:*} failed (rc $?)"
 done
 echo "== quick held-out evaluation (printed only: the shipped metrics.json is measured on the CPU)"
 read -r -a EVAL_ARGS <<<"${EVAL:---paragraphs 8 --sentences 8 --generate 4 --steps 10}"
