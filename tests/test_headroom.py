@@ -98,6 +98,18 @@ def test_infill_headroom_rates_are_rates_and_grow_with_the_samples(small):
         if key.startswith("infill_1w_") and key != "infill_1w_n":
             assert 0.0 <= v <= 1.0, key
     assert h["infill_1w_ngram_exact"] <= h["infill_1w_ngram_among_8"]  # the first word is among the first 8
+    for k in (1, 2, 4):  # a kept fill is one of the samples, and one sample is kept by either rule
+        assert h[f"infill_1w_ranked_{k}_samples"] <= h[f"infill_1w_among_{k}_samples"]
+        assert h[f"infill_1w_vote_{k}_samples"] <= h[f"infill_1w_among_{k}_samples"]
+    assert h["infill_1w_ranked_1_samples"] == h["infill_1w_vote_1_samples"] == h["infill_1w_among_1_samples"]
+
+
+def test_vote_keeps_the_most_frequent_fill_and_breaks_ties_by_score():
+    from training.headroom import voted
+
+    assert voted(["a", "b", "a", "c"], torch.tensor([0.0, 5.0, -1.0, 9.0])) == "a"
+    assert voted(["a", "b", "b", "a"], torch.tensor([0.0, -2.0, 3.0, 1.0])) == "b"  # 2 each: b's best 3 > a's 1
+    assert voted(["x"], torch.tensor([0.0])) == "x"
     assert set(SAMPLE_COUNTS) == {8, 16, 32, 64}
 
 

@@ -8,6 +8,9 @@ Single-word infill, on the gaps of `training.evaluate` (same held-out sentences,
 - samples: how often the original word is among the first N fills the level-1 sampler draws for the
   gap in one batch (`infill` ranks 8), so no ranking of those samples can do better; and how many
   different fills the first 8 hold (the mean per gap, and how often they are all one fill);
+- ranking more samples: the exact rate when the first N samples are kept by `infill`'s own rule
+  (as many words as the gap had, then the decoder's confidence) and by a vote (the fill drawn most
+  often, ties to the better score): whether drawing more than infill's 8 would pay;
 - the level-1 MLM head as a classifier: the gap is one mask slot in a level-1 window of the
   context's word vectors (as in training's MLM term), and the compressor's output at the slot is
   scored, as its InfoNCE scores it (2 atanh cos, or `mlm_logit_scale` * cos), against the word
@@ -177,6 +180,14 @@ def mlm_prediction(model, left: str, right: str) -> torch.Tensor:
     return lv.mlm_outputs(xs, masked, logp, valid)[0, a].float()
 
 
+def voted(fills: list[str], scores: torch.Tensor) -> str:
+    """The fill drawn most often among `fills`; a tie goes to the fill with the best score (k,)."""
+    count, best = collections.Counter(fills), {}
+    for f, sc in zip(fills, scores.tolist()):
+        best[f] = max(best.get(f, -float("inf")), sc)
+    return max(count, key=lambda f: (count[f], best[f]))
+
+
 @torch.inference_mode()
 def infill_headroom(model, sentences, train_texts, seed=0, steps=20, counts=SAMPLE_COUNTS, min_count=3):
     words, V, logc = word_table(model, train_texts, min_count)
@@ -193,10 +204,12 @@ def infill_headroom(model, sentences, train_texts, seed=0, steps=20, counts=SAMP
         ref, left, right = s[a:b], s[:a], s[b:]
         gaps.append((left, ref, right))
         g = torch.Generator().manual_seed(seed + i)
-        fills = _fill_level1(model, left, right, "auto", b - a, steps, g, 1.0, 1, samples=max(counts)).fills
-        fills = [f.strip(" ,.;:!?") for f in fills]
+        res = _fill_level1(model, left, right, "auto", b - a, steps, g, 1.0, 1, samples=max(counts))
+        fills = [f.strip(" ,.;:!?") for f in res.fills]
         for k in counts:
             hits[f"among_{k}_samples"] += ref in fills[:k]
+            hits[f"ranked_{k}_samples"] += fills[int(res.scores[:k].argmax())] == ref
+            hits[f"vote_{k}_samples"] += voted(fills[:k], res.scores[:k]) == ref
         different = len(set(fills[:ranked]))
         distinct += different
         hits["ranked_samples_all_same"] += different == 1
@@ -531,6 +544,10 @@ def print_tables(h: dict) -> None:
     )
     for k in SAMPLE_COUNTS:
         print(f"  among the first {k:2d} samples       {h[f'infill_1w_among_{k}_samples']:.3f}")
+    print("  kept among the first k samples (k = " + " / ".join(map(str, SAMPLE_COUNTS)) + "):")
+    for rule, name in (("ranked", "infill's ranking"), ("vote", "the fill drawn most often")):
+        rates = " / ".join(f"{h[f'infill_1w_{rule}_{k}_samples']:.3f}" for k in SAMPLE_COUNTS)
+        print(f"    by {name:28s} {rates}")
     print(f"  MLM classifier                   {h['infill_1w_mlm_classifier']:.3f}")
     print(f"  MLM classifier + unigram prior   {h['infill_1w_mlm_classifier_with_prior']:.3f}")
     print(f"  unigram prior alone              {h['infill_1w_prior_alone']:.3f}")
