@@ -191,6 +191,20 @@ def test_infill_stop_rules():
     assert fill3(b"in the herd. ") == "in the herd."
 
 
+def test_ar_infill_rates_carry_intervals_like_zonkeys(tiny_lm):
+    from training.baselines.evaluate_baselines import eval_ar_infill
+    from training.metrics import wilson_interval
+
+    sentences = ["I saw sand go to us.", "A dog ran to me."]  # short: the tiny model's context is 32 bytes
+    m = eval_ar_infill(tiny_lm, sentences, {"saw", "sand", "dog", "ran"}, 1, candidates=2, seed=0)
+    for method in ("left", "rescore"):  # one 0/1 per gap: Wilson's intervals, as training/evaluate.py gives them
+        n = m[f"ar_{method}_infill_1w_n"]
+        assert n == 2
+        for rate in ("exact", "valid_word_rate"):
+            k = round(m[f"ar_{method}_infill_1w_{rate}"] * n)
+            assert m[f"ar_{method}_infill_1w_{rate}_ci95"] == list(wilson_interval(k, n))
+
+
 # --- training loop ------------------------------------------------------------------------------------------------
 
 

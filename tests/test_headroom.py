@@ -87,8 +87,9 @@ def test_mlm_prediction_is_deterministic(model):
 
 
 def test_infill_headroom_rates_are_rates_and_grow_with_the_samples(small):
-    h = infill_headroom(small, SENTENCES, TEXTS, seed=0, steps=2, counts=(1, 2, 4), min_count=2)
+    h = infill_headroom(small, SENTENCES, TEXTS, seed=0, steps=2, counts=(1, 2, 4), min_count=2, mlm_starts=(0.5,))
     assert h["infill_1w_n"] == len(SENTENCES)
+    assert h["infill_1w_mlm_start_0.5_exact"] <= h["infill_1w_mlm_start_0.5_among_4_samples"]
     rates = [h[f"infill_1w_among_{k}_samples"] for k in (1, 2, 4)]
     assert rates == sorted(rates)  # the first k samples are a prefix of the first 2k
     # infill ranks 8; only 4 were drawn here. A gap whose samples are not all one fill has >= 2 of them

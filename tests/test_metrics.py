@@ -7,6 +7,7 @@ import random
 import pytest
 
 from training.metrics import (
+    bootstrap_ratio_interval,
     boundary_prf,
     cer,
     chars_per_segment,
@@ -16,6 +17,7 @@ from training.metrics import (
     match_boundaries,
     sentence_starts,
     valid_word_rate,
+    wilson_interval,
     word_starts,
 )
 
@@ -205,6 +207,98 @@ def test_inword_infill_scores_hand_made_fillers():
     assert m["infill_inword_n"] == 2  # the third sentence has no word of five letters
     assert m["infill_inword_exact"] == 1.0 and m["infill_inword_valid_word_rate"] == 1.0
     assert m["infill_inword_cer"] == 0.0
+    assert m["infill_inword_exact_ci95"] == list(wilson_interval(2, 2))
+    assert m["infill_inword_valid_word_rate_ci95"] == list(wilson_interval(2, 2))
     m = eval_infill_inword(Xs(), sentences, vocab, steps=1, seed=0)
     assert m["infill_inword_exact"] == 0.0 and m["infill_inword_valid_word_rate"] == 0.0
     assert m["infill_inword_cer"] > 0.0
+    assert m["infill_inword_exact_ci95"] == list(wilson_interval(0, 2))
+
+
+def test_wilson_interval_known_values_and_properties():
+    assert wilson_interval(0, 100) == (0.0, pytest.approx(0.036994, abs=1e-6))
+    assert wilson_interval(4, 100) == (pytest.approx(0.015663, abs=1e-6), pytest.approx(0.098372, abs=1e-6))
+    assert wilson_interval(50, 100) == (pytest.approx(0.403829, abs=1e-6), pytest.approx(0.596171, abs=1e-6))
+    lo, hi = wilson_interval(100, 100)
+    assert hi == 1.0 and lo == pytest.approx(1 - 0.036994, abs=1e-6)
+    for k in range(0, 31):  # inside [0, 1], around the rate, narrower with more trials at the same rate
+        lo, hi = wilson_interval(k, 30)
+        assert 0.0 <= lo <= k / 30 <= hi <= 1.0
+        lo3, hi3 = wilson_interval(3 * k, 90)
+        assert hi3 - lo3 < hi - lo
+    for k, n in ((1, 0), (-1, 5), (6, 5), (1.5, 4), (True, 4)):
+        with pytest.raises(ValueError, match="n"):
+            wilson_interval(k, n)
+
+
+def test_infill_rates_give_an_interval_for_every_rate_counted_per_gap():
+    from types import SimpleNamespace
+
+    from training.evaluate import eval_infill
+
+    class FirstWordEverywhere:  # fills every gap with "river"
+        def infill(self, text, spans, level, length, steps, seed, temperature=1.0):
+            (a, b) = spans[0]
+            return SimpleNamespace(text=text[:a] + "river" + text[b:], filled=[(a, a + 5)])
+
+    sentences = ["The river carried sand to the ocean.", "A river and a sea meet here.", "Old river banks."]
+    vocab = {"river", "carried", "ocean", "the", "sand", "sea", "meet", "here", "old", "banks", "and"}
+    one = eval_infill(FirstWordEverywhere(), sentences, vocab, 1, steps=1, seed=0)
+    k = round(one["infill_1w_exact"] * one["infill_1w_n"])
+    assert one["infill_1w_n"] == 3 and one["infill_1w_exact_ci95"] == list(wilson_interval(k, 3))
+    assert one["infill_1w_valid_word_rate"] == 1.0
+    assert one["infill_1w_valid_word_rate_ci95"] == list(wilson_interval(3, 3))
+    three = eval_infill(FirstWordEverywhere(), sentences, vocab, 3, steps=1, seed=0)
+    assert three["infill_3w_n"] >= 1 and "infill_3w_exact_ci95" in three
+    # a three-word fill's validity is a fraction of its words, so its interval is a bootstrap over the gaps
+    assert three["infill_3w_valid_word_rate"] == 1.0 and three["infill_3w_valid_word_rate_ci95"] == [1.0, 1.0]
+
+
+def test_bootstrap_ratio_interval_properties_and_errors():
+    assert bootstrap_ratio_interval([0.5] * 10, [1] * 10) == (0.5, 0.5)  # nothing varies: no spread
+    rng = random.Random(0)
+    vals = [rng.random() for _ in range(50)]
+    lo, hi = bootstrap_ratio_interval(vals, [1] * 50)
+    assert lo < sum(vals) / 50 < hi
+    assert bootstrap_ratio_interval(vals, [1] * 50) == (lo, hi)  # seeded
+    assert bootstrap_ratio_interval(vals, [1] * 50, seed=1) != (lo, hi)
+    lo4, hi4 = bootstrap_ratio_interval(vals * 4, [1] * 200)  # four times the items: about half as wide
+    assert 0.35 < (hi4 - lo4) / (hi - lo) < 0.65
+    # a micro F1 over paragraphs: num = 2 tp, den = n_pred + n_ref
+    assert bootstrap_ratio_interval([2 * 3, 2 * 5], [3 + 3, 5 + 5]) == (1.0, 1.0)
+    lo, hi = bootstrap_ratio_interval([0, 2, 0, 0], [0, 2, 0, 0])  # resamples without the one item are skipped
+    assert lo == hi == 1.0
+    for num, den, match in (([1, 2], [1], "equally long"), ([], [], "non-empty"), ([0, 0], [0, 0], "zero")):
+        with pytest.raises(ValueError, match=match):
+            bootstrap_ratio_interval(num, den)
+    with pytest.raises(ValueError, match="draws"):
+        bootstrap_ratio_interval([1], [1], draws=0)
+
+
+def test_boundaries_and_reconstruction_carry_intervals_over_paragraphs():
+    from types import SimpleNamespace
+
+    from training.evaluate import eval_boundaries, eval_reconstruction
+
+    class WordsAndSentences:  # starts exactly at the reference word and sentence starts
+        def segment(self, text):
+            levels = [
+                SimpleNamespace(starts=[0, *word_starts(text)]),
+                SimpleNamespace(starts=[0, *sentence_starts(text)]),
+            ]
+            return SimpleNamespace(levels=levels)
+
+        def reconstruct(self, text, level=None):
+            return text if level == 0 else text[:-1] + "?"  # the last character wrong through both levels
+
+    paras = ["The cat sat. It ran off.", "A dog barked at night. The owl flew by. Rain fell.", "One more line here."]
+    m = eval_boundaries(WordsAndSentences(), paras)
+    assert m["l0_word_tol1_f1"] == 1.0 and m["l0_word_tol1_f1_ci95"] == [1.0, 1.0]
+    assert m["l1_sentence_strict_f1"] == 1.0 and m["l1_sentence_strict_f1_ci95"] == [1.0, 1.0]
+    r = eval_reconstruction(WordsAndSentences(), paras)
+    assert r["recon_acc_l0_ci95"] == [1.0, 1.0]
+    lo, hi = r["recon_acc_all_ci95"]
+    # 3 paragraphs: a resample of the shortest one alone (1 in 27) is below the 2.5 % point, so the
+    # interval runs from its accuracy to that of the longest
+    assert lo <= r["recon_acc_all"] <= hi
+    assert lo == pytest.approx(1 - 1 / min(map(len, paras))) and hi == pytest.approx(1 - 1 / max(map(len, paras)))

@@ -595,3 +595,37 @@ def zi_decode(model, v):
 def test_refine_is_validated(tiny_model, refine, message):
     with pytest.raises(ZonkeyInputError, match=message):
         tiny_model.generate(steps=2, refine=refine)
+
+
+def test_level1_fills_from_the_mlm_head_start_at_t_start(tiny_model, sentence, monkeypatch):
+    import zonkey.infill as zi
+
+    s = sentence.index("African")
+    left, right = sentence[:s], sentence[s + len("African") :]
+
+    def fills(t_start):
+        g = torch.Generator().manual_seed(3)
+        with torch.inference_mode():
+            return zi._fill_level1(tiny_model, left, right, "auto", 7, 4, g, 1.0, 1, samples=2, t_start=t_start)
+
+    method, again = fills(1.0), fills(1.0)
+    assert method.fills == again.fills and torch.equal(method.scores, again.scores)  # seeded
+    assert [t for t, _ in method.frames] == [1.0, 0.75, 0.5, 0.25]
+    assert [t for t, _ in fills(0.5).frames] == [0.5, 0.25]  # only the schedule's steps at or below t_start
+    # what the sampler starts from: the gap slot holds the mask vector at t_start = 1, the MLM head's reading below
+    seen, real = [], zi.run_canvas
+    monkeypatch.setattr(
+        zi, "run_canvas", lambda m, lvl, canvas, *a: seen.append(canvas.x.clone()) or real(m, lvl, canvas, *a)
+    )
+    fills(1.0)
+    fills(0.5)
+    rho = zi.rho(tiny_model.config.levels[1].d_model)
+    mask = zi.to_sphere(tiny_model.levels[1].mask_vector.detach(), rho)
+    at_mask = (seen[0] == mask).all(-1)  # (samples, S)
+    assert at_mask.sum(1).tolist() == [1, 1]  # one slot per sample: the single-word gap
+    gap = int(at_mask[0].nonzero())
+    assert not torch.allclose(seen[1][:, gap], mask.expand_as(seen[1][:, gap]))
+    assert torch.allclose(seen[1][:, gap].norm(dim=-1), torch.full((2,), rho))  # on the sphere, as every slot
+    keep = torch.ones(seen[0].shape[1], dtype=torch.bool)
+    keep[gap] = False
+    assert torch.equal(seen[0][:, keep], seen[1][:, keep])  # the context is untouched

@@ -1,6 +1,6 @@
 """Model card: each training stage is described from its own logged config."""
 
-from training.model_card import stage_line, stage_name, write_card
+from training.model_card import metrics_table, stage_line, stage_name, write_card
 
 
 def _stage(**tc) -> dict:
@@ -89,3 +89,12 @@ def test_card_names_the_hardware_from_the_log_or_the_argument(tmp_path):
     assert "- **Hardware:** Chip X (CUDA), torch 9." in card
     card = write_card(tmp_path, "cmd", None, None, None, hardware="one GPU, torch 1")
     assert "lead sections on one GPU." in card and "- **Hardware:** one GPU, torch 1." in card
+
+
+def test_metrics_table_shows_the_95_interval_beside_a_rate_counted_over_gaps():
+    m = {"infill_1w_exact": 0.04, "infill_1w_exact_ci95": [0.01566, 0.09837], "infill_1w_cer": 0.5}
+    b = {"ar_rescore_infill_1w_exact": 0.04, "ar_rescore_infill_1w_exact_ci95": [0.01566, 0.09837]}
+    row = next(r for r in metrics_table(m, b).splitlines() if r.startswith("| Single-word infill: exact match"))
+    assert row == "| Single-word infill: exact match | 0.040 [0.016, 0.098] | 0.040 [0.016, 0.098] |"
+    cer_row = next(r for r in metrics_table(m, b).splitlines() if r.startswith("| Single-word infill: CER"))
+    assert cer_row == "| Single-word infill: CER of the fill | 0.500 | — |"  # no interval where none was measured

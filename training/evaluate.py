@@ -15,6 +15,10 @@
 - generation: valid-word rate, distinct-2, and bits per character of the generated text under the
   character-level AR baseline (with the baseline's own bits per character on held-out text), when
   `assets/models/baseline-ar-small` exists.
+Every goal figure has a 95 % interval beside it (`<key>_ci95`, [low, high]): Wilson's for a rate of one
+0/1 per gap (4 exact fills in 100 gaps: 0.04, 0.016-0.098), else a seeded bootstrap over the items the
+figure is summed over (`training.metrics.bootstrap_ratio_interval`): paragraphs for reconstruction and
+boundary F1, gaps for three-word validity, generated samples for their valid-word rate.
 Writes metrics.json and prints a table. Held-out text by default; any text file with --text-file.
 Infill and generation use the method's sampler (temperature 1) unless --temperature says otherwise;
 generation re-infills the library's default fraction of its least confident words in a second pass
@@ -35,14 +39,18 @@ from tqdm import tqdm
 
 from training.data import heldout_sentences, local_split, split_sentences, training_vocabulary
 from training.metrics import (
+    bootstrap_ratio_interval,
     boundary_prf,
     cer,
     distinct_n,
     fill_validity,
     is_single_valid_word,
+    is_valid_word,
     sentence_starts,
     valid_word_rate,
+    wilson_interval,
     word_starts,
+    words,
 )
 from zonkey import Zonkey
 from zonkey.validation import DEFAULT_REFINE
@@ -87,6 +95,8 @@ def eval_reconstruction(model, paras):
     acc0 = [1 - cer(model.reconstruct(p, level=0), p) for p in tqdm(paras, desc="reconstruct l0", leave=False)]
     acc = [1 - cer(model.reconstruct(p), p) for p in tqdm(paras, desc="reconstruct all", leave=False)]
     out = {"recon_acc_l0": sum(acc0) / len(acc0), "recon_acc_all": sum(acc) / len(acc)}
+    for key, vals in (("recon_acc_l0", acc0), ("recon_acc_all", acc)):
+        out[f"{key}_ci95"] = list(mean_interval(vals))
     for tag, keep in (("ascii", True), ("non_ascii", False)):
         part = [a for a, p in zip(acc0, paras) if p.isascii() == keep]
         out[f"n_paragraphs_{tag}"] = len(part)
@@ -95,8 +105,14 @@ def eval_reconstruction(model, paras):
     return out
 
 
+def mean_interval(values) -> tuple[float, float]:
+    """95 % bootstrap interval of the mean of per-item values (paragraphs, gaps)."""
+    values = list(values)
+    return bootstrap_ratio_interval(values, [1.0] * len(values))
+
+
 def eval_boundaries(model, paras):
-    agg = {}
+    agg, per_para = {}, {}  # summed counts; per paragraph (tp, n_pred, n_ref) for the F1's interval
     cps = {0: [], 1: []}
     for p in tqdm(paras, desc="segment", leave=False):
         seg = model.segment(p)
@@ -108,6 +124,7 @@ def eval_boundaries(model, paras):
                 r = boundary_prf(starts, refs[lv], tolerance=tol)
                 for key in ("tp", "n_pred", "n_ref"):
                     agg[(lv, tol, key)] = agg.get((lv, tol, key), 0) + r[key]
+                per_para.setdefault((lv, tol), []).append((r["tp"], r["n_pred"], r["n_ref"]))
     out = {}
     for lv, ref in ((0, "word"), (1, "sentence")):
         if (lv, 0, "tp") not in agg:
@@ -118,14 +135,22 @@ def eval_boundaries(model, paras):
             out[f"l{lv}_{ref}_{tag}_precision"] = pr
             out[f"l{lv}_{ref}_{tag}_recall"] = rc
             out[f"l{lv}_{ref}_{tag}_f1"] = 2 * pr * rc / max(pr + rc, 1e-12)
+            counts = per_para[(lv, tol)]  # micro F1 = 2 tp / (n_pred + n_ref), resampled by paragraph
+            if sum(n + m for _, n, m in counts):
+                ci = bootstrap_ratio_interval([2 * t for t, _, _ in counts], [n + m for _, n, m in counts])
+                out[f"l{lv}_{ref}_{tag}_f1_ci95"] = list(ci)
         chars = sum(c for c, _ in cps[lv])
         out[f"l{lv}_chars_per_segment"] = chars / max(1, sum(n for _, n in cps[lv]))
     return out
 
 
-def _infill_rates(model, sentences, seed: int, steps: int, level, temperature, tag: str, choose, judge) -> dict:
+def _infill_rates(
+    model, sentences, seed: int, steps: int, level, temperature, tag: str, choose, judge, binary_valid=True
+) -> dict:
     """One infill per sentence that `choose(sentence, rng)` finds a gap in, as (gap span, info) or None;
-    `judge(sentence, result, gap, info)` -> (exact, valid, cer). Returns the means under `tag`."""
+    `judge(sentence, result, gap, info)` -> (exact, valid, cer). Returns the means under `tag`, with 95 %
+    intervals: Wilson's for the exact rate and, when `binary_valid` (one 0/1 per gap), the valid rate;
+    otherwise (a three-word fill's fraction of valid words) a bootstrap over the gaps."""
     rng = random.Random(seed)
     rows, times = [], []
     for i, s in enumerate(tqdm(sentences, desc=tag, leave=False)):
@@ -139,13 +164,20 @@ def _infill_rates(model, sentences, seed: int, steps: int, level, temperature, t
         rows.append(judge(s, res, gap, info))
     n = len(rows)
     exact, valid, cers = (sum(col) / max(n, 1) for col in zip(*rows)) if rows else (0.0, 0.0, 0.0)
-    return {
+    out = {
         f"{tag}_exact": exact,
         f"{tag}_valid_word_rate": valid,
         f"{tag}_cer": cers,
         f"{tag}_n": n,
         f"{tag}_latency_s": sum(times) / max(n, 1),
     }
+    if n:
+        out[f"{tag}_exact_ci95"] = list(wilson_interval(sum(bool(r[0]) for r in rows), n))
+        valid_ci = (
+            wilson_interval(sum(bool(r[1]) for r in rows), n) if binary_valid else mean_interval(r[1] for r in rows)
+        )
+        out[f"{tag}_valid_word_rate_ci95"] = list(valid_ci)
+    return out
 
 
 def eval_infill(
@@ -161,7 +193,7 @@ def eval_infill(
         return fill == ref, fill_validity(fill, vocab, k_words), cer(fill, ref)
 
     tag = ("infill_1w" if k_words == 1 else f"infill_{k_words}w") + tag_suffix
-    return _infill_rates(model, sentences, seed, steps, level, temperature, tag, choose, judge)
+    return _infill_rates(model, sentences, seed, steps, level, temperature, tag, choose, judge, k_words == 1)
 
 
 def mask_inside_word(sentence: str, rng: random.Random):
@@ -199,15 +231,19 @@ def eval_generation(
         for i in tqdm(range(n), desc="generate", leave=False)
     ]
     joined = " ".join(texts)
+    found = [words(t) for t in texts]  # the joined text's words, sample by sample
+    valid = [sum(is_valid_word(w, vocab) for w in f) for f in found]
     out = {
         "gen_valid_word_rate": valid_word_rate(joined, vocab),
         "gen_distinct_2": distinct_n(joined, 2),
         "gen_mean_chars": sum(len(t) for t in texts) / n,
         "gen_samples": texts[:5],
     }
+    if any(found):  # resampled by generation: the words of one sample are not independent
+        out["gen_valid_word_rate_ci95"] = list(bootstrap_ratio_interval(valid, [len(f) for f in found]))
     # level 0 alone: 8 word-level segments sampled from noise and decoded (no sentence-level model above them)
-    words = [model.generate(8, steps, seed + i, level=0, temperature=temperature).text for i in range(n)]
-    out.update({"gen_l0_valid_word_rate": valid_word_rate(" ".join(words), vocab), "gen_l0_samples": words[:5]})
+    l0_texts = [model.generate(8, steps, seed + i, level=0, temperature=temperature).text for i in range(n)]
+    out.update({"gen_l0_valid_word_rate": valid_word_rate(" ".join(l0_texts), vocab), "gen_l0_samples": l0_texts[:5]})
     if (BASELINE_DIR / "config.json").exists():
         try:
             from training.baselines.ar import CharLM
@@ -275,7 +311,9 @@ def print_table(m: dict) -> None:
     print(f"{'metric':<{w}}  value")
     print("-" * (w + 10))
     for k, v in rows:
-        print(f"{k:<{w}}  {v:.4f}" if isinstance(v, float) else f"{k:<{w}}  {v}")
+        ci = m.get(f"{k}_ci95")
+        ci = f"  (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
+        print(f"{k:<{w}}  {v:.4f}{ci}" if isinstance(v, float) else f"{k:<{w}}  {v}")
     for s in m.get("gen_samples", []):
         print("sample:", repr(s))
 

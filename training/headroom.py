@@ -11,6 +11,10 @@ Single-word infill, on the gaps of `training.evaluate` (same held-out sentences,
 - ranking more samples: the exact rate when the first N samples are kept by `infill`'s own rule
   (as many words as the gap had, then the decoder's confidence) and by a vote (the fill drawn most
   often, ties to the better score): whether drawing more than infill's 8 would pay;
+- starting from the MLM head (not in the method): `infill`'s 8 fills and ranking when each gap slot
+  starts as the MLM head's reading of the canvas and the sampler starts at t = 0.7 instead of from
+  pure noise (`_fill_level1(t_start=...)`): the kept fill's exact and valid-word rates, and the
+  original word among the 8;
 - the level-1 MLM head as a classifier: the gap is one mask slot in a level-1 window of the
   context's word vectors (as in training's MLM term), and the compressor's output at the slot is
   scored, as its InfoNCE scores it (2 atanh cos, or `mlm_logit_scale` * cos), against the word
@@ -70,9 +74,9 @@ from torch.nn.utils.rnn import pad_sequence
 from tqdm import tqdm
 
 from training.baselines.ngram import WORD, WordTrigram, exact_rates
-from training.data import heldout_sentences, local_split
+from training.data import heldout_sentences, local_split, training_vocabulary
 from training.evaluate import mask_words, paragraphs
-from training.metrics import boundary_prf, cer, sentence_starts
+from training.metrics import boundary_prf, cer, is_single_valid_word, sentence_starts
 from zonkey import Zonkey, codec
 from zonkey._utils import rho, to_sphere
 from zonkey.inference import decode_down, decode_windows, encode_ids
@@ -81,6 +85,7 @@ from zonkey.losses import similarity_logits
 from zonkey.splitter import force_coverage, make_windows
 
 SAMPLE_COUNTS = (8, 16, 32, 64)
+MLM_STARTS = (0.7,)  # t_start of the MLM-start fills (`zonkey.infill._fill_level1`)
 GAP_SPLITS = ("heldout", "train")  # the splits whose sentences the infill gaps may come from
 
 
@@ -189,8 +194,11 @@ def voted(fills: list[str], scores: torch.Tensor) -> str:
 
 
 @torch.inference_mode()
-def infill_headroom(model, sentences, train_texts, seed=0, steps=20, counts=SAMPLE_COUNTS, min_count=3):
+def infill_headroom(
+    model, sentences, train_texts, seed=0, steps=20, counts=SAMPLE_COUNTS, min_count=3, mlm_starts=MLM_STARTS
+):
     words, V, logc = word_table(model, train_texts, min_count)
+    vocab = training_vocabulary(train_texts)
     scale = model.config.levels[1].mlm_logit_scale  # the MLM term's logits (0: 2 atanh cos)
     rng = random.Random(seed)
     ranked = min(SAMPLES, max(counts))  # the samples `infill` draws and ranks
@@ -210,6 +218,13 @@ def infill_headroom(model, sentences, train_texts, seed=0, steps=20, counts=SAMP
             hits[f"among_{k}_samples"] += ref in fills[:k]
             hits[f"ranked_{k}_samples"] += fills[int(res.scores[:k].argmax())] == ref
             hits[f"vote_{k}_samples"] += voted(fills[:k], res.scores[:k]) == ref
+        for t0 in mlm_starts:  # `infill`'s fills and ranking, started at t0 from the MLM head's reading
+            g = torch.Generator().manual_seed(seed + i)
+            res = _fill_level1(model, left, right, "auto", b - a, steps, g, 1.0, 1, samples=ranked, t_start=t0)
+            kept = res.fills[int(res.scores.argmax())].strip()
+            hits[f"mlm_start_{t0:g}_exact"] += kept.strip(" ,.;:!?") == ref
+            hits[f"mlm_start_{t0:g}_valid"] += is_single_valid_word(kept, vocab)
+            hits[f"mlm_start_{t0:g}_among_{ranked}_samples"] += ref in [f.strip(" ,.;:!?") for f in res.fills]
         different = len(set(fills[:ranked]))
         distinct += different
         hits["ranked_samples_all_same"] += different == 1
@@ -548,6 +563,11 @@ def print_tables(h: dict) -> None:
     for rule, name in (("ranked", "infill's ranking"), ("vote", "the fill drawn most often")):
         rates = " / ".join(f"{h[f'infill_1w_{rule}_{k}_samples']:.3f}" for k in SAMPLE_COUNTS)
         print(f"    by {name:28s} {rates}")
+    for key in sorted(k for k in h if k.startswith("infill_1w_mlm_start_") and k.endswith("_exact")):
+        t0 = key[len("infill_1w_mlm_start_") : -len("_exact")]
+        among = next(v for k, v in h.items() if k.startswith(f"infill_1w_mlm_start_{t0}_among_"))
+        valid = h[f"infill_1w_mlm_start_{t0}_valid"]
+        print(f"  MLM start at t = {t0:4s}: kept {h[key]:.3f} (valid {valid:.3f}), among the samples {among:.3f}")
     print(f"  MLM classifier                   {h['infill_1w_mlm_classifier']:.3f}")
     print(f"  MLM classifier + unigram prior   {h['infill_1w_mlm_classifier_with_prior']:.3f}")
     print(f"  unigram prior alone              {h['infill_1w_prior_alone']:.3f}")

@@ -50,22 +50,27 @@ ROWS = [
 ]
 
 
-def fmt(v) -> str:
+def fmt(v, ci=None) -> str:
+    """A metric for the card; `ci` (lo, hi): its 95 % interval where metrics.json has one (`<key>_ci95`)."""
     if v is None:
         return "—"
     if isinstance(v, float):
-        return f"{v:.3f}"
+        return f"{v:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
     return str(v)
 
 
+def value(m: dict, key: str) -> str:
+    return fmt(m.get(key), m.get(f"{key}_ci95"))
+
+
 def metrics_table(m: dict, b: dict) -> str:
-    lines = ["| metric (held-out) | Zonkey | AR / patcher baseline |", "|---|---|---|"]
+    lines = [
+        "| metric (held-out; [95 % interval] where one is measured) | Zonkey | AR / patcher baseline |",
+        "|---|---|---|",
+    ]
     for label, key, bkey in ROWS:
-        if isinstance(key, tuple):
-            val = " / ".join(fmt(m.get(k)) for k in key)
-        else:
-            val = fmt(m.get(key))
-        lines.append(f"| {label} | {val} | {fmt(b.get(bkey)) if bkey else '—'} |")
+        val = " / ".join(value(m, k) for k in key) if isinstance(key, tuple) else value(m, key)
+        lines.append(f"| {label} | {val} | {value(b, bkey) if bkey else '—'} |")
     return "\n".join(lines)
 
 

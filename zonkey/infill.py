@@ -122,9 +122,12 @@ class _Fills:
     read: Callable
 
 
-def run_canvas(model, level: int, canvas: Canvas, steps: int, g, score_fn, temperature: float = 1.0):
+def run_canvas(model, level: int, canvas: Canvas, steps: int, g, score_fn, temperature: float = 1.0, t_start=1.0):
     """Denoise the canvases (decode, clamp the known slots, re-compress) -> (final decode,
-    score_fn of its unclamped prediction or None, every step's (t, clamped decode))."""
+    score_fn of its unclamped prediction or None, every step's (t, clamped decode)). The steps of
+    the `steps`-step schedule above `t_start` are skipped: below 1 the loop starts from the
+    compressed canvas noised to t_start (SDEdit-style), so the canvas's own unknown slots count;
+    at 1 (the method) it starts from pure noise and they do not."""
     lv = model.levels[level]
     lc = model.config.levels[level]
     valid = torch.arange(lc.seg_len, device=canvas.x.device)[None] < canvas.exist_len[:, None]
@@ -139,7 +142,7 @@ def run_canvas(model, level: int, canvas: Canvas, steps: int, g, score_fn, tempe
         return canvas.clamp(dec)
 
     frames = []
-    for t in sampler.timesteps:
+    for t in [t for t in sampler.timesteps if t <= t_start + 1e-9]:
         out = sampler.step(z, t, generator=g, clamp=clamp)
         z = out.z
         frames.append((t, Decoded(out.x, raw["dec"].beta, out.logp)))
@@ -229,8 +232,21 @@ def decode_scored(model, level: int, v: torch.Tensor) -> tuple[str, float]:
 
 
 def _fill_level1(
-    model, left: str, right: str, length, target_chars: int, steps: int, g, temperature, words=1, samples=SAMPLES
+    model,
+    left: str,
+    right: str,
+    length,
+    target_chars: int,
+    steps: int,
+    g,
+    temperature,
+    words=1,
+    samples=SAMPLES,
+    t_start=1.0,
 ):
+    """The level-1 fills of one gap (see the module docstring). `t_start` below 1 (not in the method;
+    `training.headroom` measures it): the unknown slots start from the MLM head's reading of the canvas
+    (the compressor's output at those slots, masked) and the sampler starts at t_start."""
     lc = model.config.levels[1]
     S = lc.seg_len
     wl, wr = _word_vectors(model, left.rstrip()), _word_vectors(model, right)
@@ -248,6 +264,7 @@ def _fill_level1(
     x = torch.zeros(n, S, lc.d_model, device=dev)
     known = torch.zeros(n, S, dtype=torch.bool, device=dev)
     exist_len = torch.zeros(n, dtype=torch.long, device=dev)
+    gap = torch.zeros(n, S, dtype=torch.bool, device=dev)
     starts = []
     for c, k in enumerate(ks):
         b = min(wr.shape[0], RIGHT_WORDS, S - k - 1)
@@ -255,11 +272,15 @@ def _fill_level1(
         seq = [wl[wl.shape[0] - a + i] for i in range(a)] + [None] * k + [wr[i] for i in range(b)]
         for p, v in enumerate(seq):
             if v is None:
-                x[c, p] = mask_vec
+                x[c, p], gap[c, p] = mask_vec, True
             else:
                 x[c, p], known[c, p] = v, True
         exist_len[c] = len(seq) if b > 0 else a
         starts.append(a)
+    if t_start < 1.0:  # the MLM head's reading of each unknown slot, from the whole canvas
+        inside = known | gap
+        h = model.levels[1].mlm_outputs(x, gap, torch.where(inside, 0.0, -20.0), inside)
+        x = torch.where(gap[..., None], to_sphere(h, rho(lc.d_model)), x)
     canvas = Canvas(x, known, exist_len)
     thr = model.config.infill_threshold
 
@@ -277,7 +298,7 @@ def _fill_level1(
         ex = (raw.logp * forced).sum(1) / forced.sum(1).clamp_min(1)
         return known_cos + ex
 
-    dec, scores, frames = run_canvas(model, 1, canvas, steps, g, score, temperature)
+    dec, scores, frames = run_canvas(model, 1, canvas, steps, g, score, temperature, t_start)
     fills, confidence = zip(*(decode_scored(model, 1, slots(dec, c)) for c in range(n)))
     if fixed:  # as many words as the span had first, then the decoder's confidence
         scores = torch.tensor([cf - abs(len(f.split()) - words) for f, cf in zip(fills, confidence)])

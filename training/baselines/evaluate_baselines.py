@@ -19,7 +19,8 @@ On the held-out split (the same paragraphs and sentences as `training/evaluate.p
   whitespace that follows the k-th whitespace-separated token), (b) `ar_rescore_`: K candidates sampled that way
   (K=8; the first of them is the `ar_left_` fill), each scored by the AR log-likelihood of the whole text with the
   right context appended, the best kept. Keys mirror `training/evaluate.py` (`infill_1w_exact`, ...) with the
-  prefix; valid-word and CER follow its rules exactly. Latency is left to `training/bench.py`;
+  prefix, including the 95 % intervals (`*_ci95`); valid-word and CER follow its rules exactly. Latency is
+  left to `training/bench.py`;
 - unconditional generation: `--generate` samples of `--gen-chars` characters (seeds seed..seed+n-1); valid-word
   rate and distinct-2 of the joined text, as `eval_generation`.
 
@@ -53,8 +54,8 @@ from training.baselines.patchers import (
     whitespace_starts,
 )
 from training.data import heldout_sentences, local_split, training_vocabulary
-from training.evaluate import mask_words, paragraphs
-from training.metrics import boundary_prf, cer, distinct_n, fill_validity, valid_word_rate, word_starts
+from training.evaluate import mask_words, mean_interval, paragraphs
+from training.metrics import boundary_prf, cer, distinct_n, fill_validity, valid_word_rate, wilson_interval, word_starts
 
 DEFAULT_TARGET = 5.5  # chars per segment when no Zonkey metrics are given
 SEGMENTERS = ("entropy_global", "entropy_monotonic", "fixed", "whitespace")
@@ -146,6 +147,10 @@ def eval_ar_infill(
         out[f"ar_{method}_{tag}_valid_word_rate"] = sum(sc["valid"]) / max(n, 1)
         out[f"ar_{method}_{tag}_cer"] = sum(sc["cer"]) / max(n, 1)
         out[f"ar_{method}_{tag}_n"] = n
+        if n:  # 95 % intervals, as training/evaluate.py gives them
+            out[f"ar_{method}_{tag}_exact_ci95"] = list(wilson_interval(int(sum(sc["exact"])), n))
+            valid_ci = wilson_interval(int(sum(sc["valid"])), n) if k_words == 1 else mean_interval(sc["valid"])
+            out[f"ar_{method}_{tag}_valid_word_rate_ci95"] = list(valid_ci)
     out[f"ar_rescore_{tag}_candidates"] = candidates
     return out
 
