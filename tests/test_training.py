@@ -272,6 +272,9 @@ def test_smoke_recipe_trains_resumes_exports_and_evaluates(tmp_path):
     for key in (*keys, "gen_valid_word_rate"):
         assert key in m and m[key] == m[key]  # present and not NaN
     assert "temperature" not in m  # the method's sampler
+    for key in ("recon_acc_l0", "recon_acc_all", "infill_1w_exact", "infill_1w_valid_word_rate"):
+        lo, hi = m[f"{key}_ci95"]  # every goal figure has its 95 % interval, around it
+        assert 0.0 <= lo <= m[key] <= hi <= 1.0, key
     cold = evaluate(str(release), n_paragraphs=2, n_sentences=2, n_generate=1, steps=2, temperature=0.5)
     assert cold["temperature"] == 0.5 and cold["recon_acc_l0"] == m["recon_acc_l0"]  # reconstruction draws nothing
 
