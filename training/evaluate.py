@@ -46,9 +46,10 @@ from training.metrics import (
     fill_validity,
     is_single_valid_word,
     is_valid_word,
+    mean_interval,
+    rate_intervals,
     sentence_starts,
     valid_word_rate,
-    wilson_interval,
     word_starts,
     words,
 )
@@ -105,14 +106,8 @@ def eval_reconstruction(model, paras):
     return out
 
 
-def mean_interval(values) -> tuple[float, float]:
-    """95 % bootstrap interval of the mean of per-item values (paragraphs, gaps)."""
-    values = list(values)
-    return bootstrap_ratio_interval(values, [1.0] * len(values))
-
-
 def eval_boundaries(model, paras):
-    agg, per_para = {}, {}  # summed counts; per paragraph (tp, n_pred, n_ref) for the F1's interval
+    per_para = {}  # (level, tolerance) -> per paragraph (tp, n_pred, n_ref)
     cps = {0: [], 1: []}
     for p in tqdm(paras, desc="segment", leave=False):
         seg = model.segment(p)
@@ -122,21 +117,19 @@ def eval_boundaries(model, paras):
             cps[lv].append((len(p), len(starts)))
             for tol in (0, 1):
                 r = boundary_prf(starts, refs[lv], tolerance=tol)
-                for key in ("tp", "n_pred", "n_ref"):
-                    agg[(lv, tol, key)] = agg.get((lv, tol, key), 0) + r[key]
                 per_para.setdefault((lv, tol), []).append((r["tp"], r["n_pred"], r["n_ref"]))
     out = {}
     for lv, ref in ((0, "word"), (1, "sentence")):
-        if (lv, 0, "tp") not in agg:
+        if (lv, 0) not in per_para:
             continue
         for tol, tag in ((0, "strict"), (1, "tol1")):
-            tp, npred, nref = (agg[(lv, tol, k)] for k in ("tp", "n_pred", "n_ref"))
+            counts = per_para[(lv, tol)]
+            tp, npred, nref = (sum(col) for col in zip(*counts))  # summed over paragraphs
             pr, rc = tp / max(npred, 1), tp / max(nref, 1)
             out[f"l{lv}_{ref}_{tag}_precision"] = pr
             out[f"l{lv}_{ref}_{tag}_recall"] = rc
             out[f"l{lv}_{ref}_{tag}_f1"] = 2 * pr * rc / max(pr + rc, 1e-12)
-            counts = per_para[(lv, tol)]  # micro F1 = 2 tp / (n_pred + n_ref), resampled by paragraph
-            if sum(n + m for _, n, m in counts):
+            if npred + nref:  # micro F1 = 2 tp / (n_pred + n_ref), resampled by paragraph
                 ci = bootstrap_ratio_interval([2 * t for t, _, _ in counts], [n + m for _, n, m in counts])
                 out[f"l{lv}_{ref}_{tag}_f1_ci95"] = list(ci)
         chars = sum(c for c, _ in cps[lv])
@@ -172,11 +165,8 @@ def _infill_rates(
         f"{tag}_latency_s": sum(times) / max(n, 1),
     }
     if n:
-        out[f"{tag}_exact_ci95"] = list(wilson_interval(sum(bool(r[0]) for r in rows), n))
-        valid_ci = (
-            wilson_interval(sum(bool(r[1]) for r in rows), n) if binary_valid else mean_interval(r[1] for r in rows)
-        )
-        out[f"{tag}_valid_word_rate_ci95"] = list(valid_ci)
+        ci = rate_intervals([r[0] for r in rows], [r[1] for r in rows], binary_valid)
+        out.update({f"{tag}_{k}": v for k, v in ci.items()})
     return out
 
 
@@ -233,13 +223,14 @@ def eval_generation(
     joined = " ".join(texts)
     found = [words(t) for t in texts]  # the joined text's words, sample by sample
     valid = [sum(is_valid_word(w, vocab) for w in f) for f in found]
+    n_words = sum(len(f) for f in found)
     out = {
-        "gen_valid_word_rate": valid_word_rate(joined, vocab),
+        "gen_valid_word_rate": sum(valid) / n_words if n_words else 0.0,  # valid_word_rate of the joined text
         "gen_distinct_2": distinct_n(joined, 2),
         "gen_mean_chars": sum(len(t) for t in texts) / n,
         "gen_samples": texts[:5],
     }
-    if any(found):  # resampled by generation: the words of one sample are not independent
+    if n_words:  # resampled by generation: the words of one sample are not independent
         out["gen_valid_word_rate_ci95"] = list(bootstrap_ratio_interval(valid, [len(f) for f in found]))
     # level 0 alone: 8 word-level segments sampled from noise and decoded (no sentence-level model above them)
     l0_texts = [model.generate(8, steps, seed + i, level=0, temperature=temperature).text for i in range(n)]

@@ -87,6 +87,7 @@ from zonkey.splitter import force_coverage, make_windows
 SAMPLE_COUNTS = (8, 16, 32, 64)
 MLM_STARTS = (0.7,)  # t_start of the MLM-start fills (`zonkey.infill._fill_level1`)
 GAP_SPLITS = ("heldout", "train")  # the splits whose sentences the infill gaps may come from
+EDGE_PUNCT = " ,.;:!?"  # stripped from a fill before comparing it with the masked word
 
 
 def ranking_auc(pos: Iterable[float], neg: Iterable[float]) -> float:
@@ -213,7 +214,7 @@ def infill_headroom(
         gaps.append((left, ref, right))
         g = torch.Generator().manual_seed(seed + i)
         res = _fill_level1(model, left, right, "auto", b - a, steps, g, 1.0, 1, samples=max(counts))
-        fills = [f.strip(" ,.;:!?") for f in res.fills]
+        fills = [f.strip(EDGE_PUNCT) for f in res.fills]
         for k in counts:
             hits[f"among_{k}_samples"] += ref in fills[:k]
             hits[f"ranked_{k}_samples"] += fills[int(res.scores[:k].argmax())] == ref
@@ -222,9 +223,9 @@ def infill_headroom(
             g = torch.Generator().manual_seed(seed + i)
             res = _fill_level1(model, left, right, "auto", b - a, steps, g, 1.0, 1, samples=ranked, t_start=t0)
             kept = res.fills[int(res.scores.argmax())].strip()
-            hits[f"mlm_start_{t0:g}_exact"] += kept.strip(" ,.;:!?") == ref
+            hits[f"mlm_start_{t0:g}_exact"] += kept.strip(EDGE_PUNCT) == ref
             hits[f"mlm_start_{t0:g}_valid"] += is_single_valid_word(kept, vocab)
-            hits[f"mlm_start_{t0:g}_among_{ranked}_samples"] += ref in [f.strip(" ,.;:!?") for f in res.fills]
+            hits[f"mlm_start_{t0:g}_among_{ranked}_samples"] += ref in {f.strip(EDGE_PUNCT) for f in res.fills}
         different = len(set(fills[:ranked]))
         distinct += different
         hits["ranked_samples_all_same"] += different == 1

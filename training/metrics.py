@@ -233,3 +233,18 @@ def bootstrap_ratio_interval(
     stats = x[idx].sum(1)[ok] / tot[ok]
     lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
+
+
+def mean_interval(values: Iterable[float]) -> tuple[float, float]:
+    """95 % bootstrap interval of the mean of per-item values (paragraphs, gaps)."""
+    values = list(values)
+    return bootstrap_ratio_interval(values, [1.0] * len(values))
+
+
+def rate_intervals(exact: list[float], valid: list[float], binary_valid: bool) -> dict[str, list[float]]:
+    """95 % intervals of an infill evaluation's per-gap scores (at least one gap): Wilson's for the exact
+    rate and, when `binary_valid` (one 0/1 per gap), for the valid rate; else (a multi-word fill's fraction
+    of valid words) a bootstrap of the mean over the gaps. -> {"exact_ci95", "valid_word_rate_ci95"}."""
+    n = len(exact)
+    valid_ci = wilson_interval(sum(bool(v) for v in valid), n) if binary_valid else mean_interval(valid)
+    return {"exact_ci95": list(wilson_interval(sum(bool(e) for e in exact), n)), "valid_word_rate_ci95": list(valid_ci)}

@@ -54,8 +54,8 @@ from training.baselines.patchers import (
     whitespace_starts,
 )
 from training.data import heldout_sentences, local_split, training_vocabulary
-from training.evaluate import mask_words, mean_interval, paragraphs
-from training.metrics import boundary_prf, cer, distinct_n, fill_validity, valid_word_rate, wilson_interval, word_starts
+from training.evaluate import mask_words, paragraphs
+from training.metrics import boundary_prf, cer, distinct_n, fill_validity, rate_intervals, valid_word_rate, word_starts
 
 DEFAULT_TARGET = 5.5  # chars per segment when no Zonkey metrics are given
 SEGMENTERS = ("entropy_global", "entropy_monotonic", "fixed", "whitespace")
@@ -148,9 +148,8 @@ def eval_ar_infill(
         out[f"ar_{method}_{tag}_cer"] = sum(sc["cer"]) / max(n, 1)
         out[f"ar_{method}_{tag}_n"] = n
         if n:  # 95 % intervals, as training/evaluate.py gives them
-            out[f"ar_{method}_{tag}_exact_ci95"] = list(wilson_interval(int(sum(sc["exact"])), n))
-            valid_ci = wilson_interval(int(sum(sc["valid"])), n) if k_words == 1 else mean_interval(sc["valid"])
-            out[f"ar_{method}_{tag}_valid_word_rate_ci95"] = list(valid_ci)
+            ci = rate_intervals(sc["exact"], sc["valid"], binary_valid=k_words == 1)
+            out.update({f"ar_{method}_{tag}_{k}": v for k, v in ci.items()})
     out[f"ar_rescore_{tag}_candidates"] = candidates
     return out
 
