@@ -17,6 +17,7 @@ from training.headroom import (
     linear_probe_auc,
     loss_with_starts,
     mlm_prediction,
+    preceding_word,
     ranking_auc,
     recon_with_starts,
     shifted_starts,
@@ -126,6 +127,19 @@ def test_boundary_headroom_ceiling_beats_nothing_and_auc_is_a_probability(model)
     for k in ("own", "own_moved", "sentence", "sentence_moved"):  # 1 - CER: at most 1, below 0 when too long
         assert h[f"l1_recon_{k}_starts"] <= 1.0 and h[f"l1_segments_{k}_starts"] >= len(paras)
     assert boundary_headroom(model, paras, seed=3) == boundary_headroom(model, paras, seed=3)  # seeded
+    assert h["units_per_sentence"] > 0 and h["l1_units_per_segment"] >= 1.0
+    shares = [share for _, share in h["l1_starts_after"]]
+    assert shares == sorted(shares, reverse=True) and 0.0 <= sum(shares) <= 1.0 + 1e-9
+
+
+def test_preceding_word_names_sentence_ends_clause_marks_and_words():
+    text = 'The Association of Southeast Asian Nations (ASEAN), a forum. It began "here." Then'
+    assert preceding_word(text, 0) == "<start>"
+    assert preceding_word(text, text.index("Asian")) == "southeast"
+    assert preceding_word(text, text.index("Southeast")) == "of"
+    assert preceding_word(text, text.index(" a forum")) == "<,>"  # the space before the segment's word
+    assert preceding_word(text, text.index("It")) == "<.>"
+    assert preceding_word(text, text.index("Then")) == "<.>"  # a closing quote after the period
 
 
 def test_chance_starts_keep_the_first_unit_and_draw_the_rest_without_replacement():

@@ -41,6 +41,9 @@ Level-1 boundaries, on the held-out paragraphs of `training.evaluate`:
 - chance: the F1 of as many level-1 starts as the model makes in each paragraph, drawn at random
   among its level-0 segment starts (the first kept; the mean of 20 seeded draws), so the model's
   own F1 (`training.evaluate`) reads between chance and the ceiling;
+- where level 1 starts: level-0 segments per level-1 segment against per sentence, and what the
+  model's level-1 starts follow most often (`preceding_word`: a sentence end, a clause mark, or
+  the previous word);
 - alignment and reconstruction: 1 - CER through both levels when level 1 is made to start its
   segments (hard boundaries, plus the coverage rule's forced starts) at the model's own starts,
   at the ceiling's sentence starts, and at each of those moved by the same 1-2 level-0 segments
@@ -87,6 +90,7 @@ from zonkey.splitter import force_coverage, make_windows
 SAMPLE_COUNTS = (8, 16, 32, 64)
 MLM_STARTS = (0.7,)  # t_start of the MLM-start fills (`zonkey.infill._fill_level1`)
 GAP_SPLITS = ("heldout", "train")  # the splits whose sentences the infill gaps may come from
+STARTS_AFTER_TOP = 6  # the most frequent things a level-1 start follows (`preceding_word`), reported
 EDGE_PUNCT = " ,.;:!?"  # stripped from a fill before comparing it with the masked word
 
 
@@ -104,6 +108,20 @@ def covered_bos(flags: list[bool], seg_len: int, device=None) -> torch.Tensor:
     rule (`force_coverage`) adds after `seg_len` units without one."""
     n = torch.tensor([len(flags)], device=device)
     return force_coverage(torch.tensor([flags], device=device), n, seg_len)
+
+
+def preceding_word(text: str, char: int) -> str:
+    """What a segment starting at `char` follows: "<.>" after a sentence end (.!?), "<,>" after a
+    clause mark (,;:), "<start>" at the beginning of `text`, else the previous word, lower-cased."""
+    before = text[:char].split()
+    if not before:
+        return "<start>"
+    last = before[-1].rstrip(")]'\"")
+    if last[-1:] in ".!?":
+        return "<.>"
+    if last[-1:] in ",;:":
+        return "<,>"
+    return before[-1].lower()
 
 
 def within_one(chars: Iterable[int]) -> set[int]:
@@ -481,7 +499,8 @@ def boundary_headroom(model, paras, draws: int = 20, seed: int = 0, probe_train=
     hook = model.levels[1].splitter.out.register_forward_hook(lambda m, i, o: seen.__setitem__("u", o))
     pos, neg, agg, chance = [], [], collections.Counter(), collections.Counter()
     rec, rows = {k: [] for k in ALIGNMENTS}, {k: [] for k in ALIGNMENTS}
-    xs, sentence, segs = [], [], collections.Counter()
+    xs, sentence, segs, after = [], [], collections.Counter(), collections.Counter()
+    n_units = n_sentences = n_l1 = 0
     rng, move_rng = random.Random(seed), random.Random(seed + 1)
     try:
         for p in tqdm(paras, desc="boundary headroom", leave=False):
@@ -497,6 +516,8 @@ def boundary_headroom(model, paras, draws: int = 20, seed: int = 0, probe_train=
             for _ in range(draws):
                 add_counts(chance, boundary_prf(chance_starts(units, n_starts, rng), ref, tolerance=1), draws)
             own = [units[i] for i in codes[1].win.start.tolist()]
+            after.update(preceding_word(p, c) for c in own[1:])
+            n_units, n_sentences, n_l1 = n_units + len(units), n_sentences + len(ref), n_l1 + len(own)
             d = move_rng.choice((-2, -1, 1, 2))
             cands = (own, shifted_starts(units, own, d), sent, shifted_starts(units, sent, d))
             xs.append(codes[0].z.flatten(1))  # (m0, C0*d0)
@@ -518,6 +539,10 @@ def boundary_headroom(model, paras, draws: int = 20, seed: int = 0, probe_train=
         X = X.clone()
         pull = start_pull(model, X, lengths, pad_sequence([f[:cap] for f in sentence], True), seed)
     out = {"l1_sentence_auc": ranking_auc(pos, neg)}
+    n_after = max(sum(after.values()), 1)
+    out["l1_units_per_segment"] = n_units / max(n_l1, 1)
+    out["units_per_sentence"] = n_units / max(n_sentences, 1)
+    out["l1_starts_after"] = [[w, c / n_after] for w, c in after.most_common(STARTS_AFTER_TOP)]
     for tag, c in (("ceiling", agg), ("chance", chance)):
         pr, rc = c["tp"] / max(c["n_pred"], 1), c["tp"] / max(c["n_ref"], 1)
         out[f"l1_sentence_{tag}_precision"] = pr
@@ -596,6 +621,12 @@ def print_tables(h: dict) -> None:
         f"  F1 of as many random starts (chance)  {h['l1_sentence_chance_f1']:.3f}"
         f" (precision {h['l1_sentence_chance_precision']:.3f}, recall {h['l1_sentence_chance_recall']:.3f})"
     )
+    print(
+        f"  level-0 segments per level-1 segment  {h['l1_units_per_segment']:.2f}"
+        f" (per sentence {h['units_per_sentence']:.2f})"
+    )
+    after = ", ".join(f"{w} {share:.3f}" for w, share in h["l1_starts_after"])
+    print(f"  level-1 starts follow                 {after}")
     print("reconstruction through both levels with level-1 starts forced to (level-1 segments):")
     names = ("the model's own", "  the same, moved 1-2 units", "sentence starts", "  the same, moved 1-2 units")
     for k, name in zip(ALIGNMENTS, names):
