@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Self
 
 FORMAT = "zonkey-config v1"
 SAME_COS = 1 - 1e-5  # a contrastive negative with a larger cosine to the target is the target itself (P8)
@@ -115,8 +116,25 @@ class LossWeights:
         return asdict(self)
 
 
+class JsonConfig:
+    """`to_json` / `from_json` for a config dataclass that defines `to_dict` / `from_dict`."""
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        s = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            Path(path).write_text(s + "\n")
+        return s
+
+    @classmethod
+    def from_json(cls, path_or_str: str | Path) -> Self:
+        """Load from a JSON file path or a JSON string."""
+        s = str(path_or_str)
+        text = s if s.lstrip().startswith("{") else Path(s).read_text()
+        return cls.from_dict(json.loads(text))
+
+
 @dataclass(frozen=True)
-class ZonkeyConfig:
+class ZonkeyConfig(JsonConfig):
     levels: tuple[LevelConfig, ...] = (LevelConfig(), LevelConfig(d_model=256, doc_len=128, mlm=True))
     vocab_size: int = 256  # UTF-8 bytes: every Unicode string round-trips (no aliasing, P15)
     loss_weights: LossWeights = field(default_factory=LossWeights)
@@ -174,19 +192,6 @@ class ZonkeyConfig:
             raise ValueError(f"unknown loss weight keys: {sorted(bad)}")
         d["loss_weights"] = LossWeights(**lw)
         return cls(**d)
-
-    def to_json(self, path: str | Path | None = None) -> str:
-        s = json.dumps(self.to_dict(), indent=2)
-        if path is not None:
-            Path(path).write_text(s + "\n")
-        return s
-
-    @classmethod
-    def from_json(cls, path_or_str: str | Path) -> "ZonkeyConfig":
-        """Load from a JSON file path or a JSON string."""
-        s = str(path_or_str)
-        text = s if s.lstrip().startswith("{") else Path(s).read_text()
-        return cls.from_dict(json.loads(text))
 
     @classmethod
     def preset(cls, name: str) -> "ZonkeyConfig":

@@ -24,7 +24,6 @@ What it does not do: train itself (see `training.baselines.train_ar`), tokenize 
 from __future__ import annotations
 
 import codecs
-import json
 import math
 import statistics
 import time
@@ -38,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zonkey.checkpoint import CheckpointError
+from zonkey.config import JsonConfig
 
 FORMAT = "zonkey-charlm v1"
 BOS = 256  # input-only token id; outputs are the 256 byte values
@@ -46,7 +46,7 @@ Past = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values (b, h,
 
 
 @dataclass(frozen=True)
-class CharLMConfig:
+class CharLMConfig(JsonConfig):
     """Shape of a `CharLM`; the defaults give 6,581,248 parameters (zonkey-small: 6,684,232)."""
 
     vocab_size: int = 256  # UTF-8 bytes (predicted symbols); the input adds one BOS id
@@ -80,19 +80,6 @@ class CharLMConfig:
         if unknown:
             raise ValueError(f"unknown CharLM config keys: {sorted(unknown)}")
         return cls(**d)
-
-    def to_json(self, path: str | Path | None = None) -> str:
-        s = json.dumps(self.to_dict(), indent=2)
-        if path is not None:
-            Path(path).write_text(s + "\n")
-        return s
-
-    @classmethod
-    def from_json(cls, path_or_str: str | Path) -> CharLMConfig:
-        """Load from a JSON string or from the path of a JSON file."""
-        s = str(path_or_str)
-        text = s if s.lstrip().startswith("{") else Path(s).read_text()
-        return cls.from_dict(json.loads(text))
 
 
 class Block(nn.Module):
