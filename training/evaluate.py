@@ -156,7 +156,8 @@ def _infill_rates(
         times.append(time.time() - t0)
         rows.append(judge(s, res, gap, info))
     n = len(rows)
-    exact, valid, cers = (sum(col) / max(n, 1) for col in zip(*rows)) if rows else (0.0, 0.0, 0.0)
+    cols = list(zip(*rows)) if rows else [(), (), ()]  # exact, valid, cer per gap
+    exact, valid, cers = (sum(col) / max(n, 1) for col in cols)
     out = {
         f"{tag}_exact": exact,
         f"{tag}_valid_word_rate": valid,
@@ -165,7 +166,7 @@ def _infill_rates(
         f"{tag}_latency_s": sum(times) / max(n, 1),
     }
     if n:
-        ci = rate_intervals([r[0] for r in rows], [r[1] for r in rows], binary_valid)
+        ci = rate_intervals(cols[0], cols[1], binary_valid)
         out.update({f"{tag}_{k}": v for k, v in ci.items()})
     return out
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -241,7 +241,7 @@ def mean_interval(values: Iterable[float]) -> tuple[float, float]:
     return bootstrap_ratio_interval(values, [1.0] * len(values))
 
 
-def rate_intervals(exact: list[float], valid: list[float], binary_valid: bool) -> dict[str, list[float]]:
+def rate_intervals(exact: Sequence[float], valid: Sequence[float], binary_valid: bool) -> dict[str, list[float]]:
     """95 % intervals of an infill evaluation's per-gap scores (at least one gap): Wilson's for the exact
     rate and, when `binary_valid` (one 0/1 per gap), for the valid rate; else (a multi-word fill's fraction
     of valid words) a bootstrap of the mean over the gaps. -> {"exact_ci95", "valid_word_rate_ci95"}."""
