@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.loop import load_state
+from training import train
+from training.loop import bf16_slowdown, load_state
 from training.staging import respread_embedding_rows
 from training.train import TrainConfig, get_lr, main, parse_overrides
 from zonkey import Zonkey, ZonkeyConfig
@@ -340,13 +341,34 @@ def test_ddp_two_cpu_processes_on_gloo(tmp_path):
     assert log[-1]["chars_seen"] == want
 
 
-def test_bf16_autocast_trains_on_cpu(tmp_path):
+def test_bf16_autocast_trains_on_cpu(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "bf16_slowdown", lambda device: 1.0)  # as on a CPU with native bf16
     main(replace(_cfg(tmp_path, "bf16", max_steps=3, log_every=1), bf16=True))
     log = [json.loads(line) for line in (tmp_path / "bf16" / "train_log.jsonl").read_text().splitlines()]
     steps = [r for r in log if "lr" in r]
     assert [r["step"] for r in steps] == [1, 2, 3]
     assert all(r["loss"] == r["loss"] and abs(r["loss"]) < 1e4 for r in steps)  # finite, trained on
     assert not any(r.get("event") == "nonfinite" for r in log)
+
+
+def test_bf16_is_turned_off_where_it_would_slow_training(tmp_path, monkeypatch, capsys):
+    assert bf16_slowdown(torch.device("cuda")) == 1.0  # not measured on a GPU
+    assert bf16_slowdown(torch.device("cpu"), n=32, repeats=2) > 0
+    autocasts = []
+    real = torch.autocast
+
+    def spy(*args, **kwargs):  # records training's bf16 autocast, not the float32 guards inside the model
+        if kwargs.get("dtype") == torch.bfloat16:
+            autocasts.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train.torch, "autocast", spy)
+    monkeypatch.setattr(train, "bf16_slowdown", lambda device: 90.0)  # an AVX2-only CPU emulates bf16
+    main(replace(_cfg(tmp_path, "off", max_steps=2, log_every=1), bf16=True))
+    log = [json.loads(line) for line in (tmp_path / "off" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["bf16_slowdown"] for r in log if r.get("event") == "bf16_off"] == [90.0]
+    assert "bf16 autocast is off: on this CPU a bf16 matrix product is 90x slower" in capsys.readouterr().err
+    assert autocasts == [] and [r["step"] for r in log if "lr" in r] == [1, 2]
 
 
 def test_gpu_recipe_runs_on_cpu_and_writes_at_most_8_files_under_16_mb(tmp_path):

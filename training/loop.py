@@ -33,6 +33,28 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def bf16_slowdown(device: torch.device, n: int = 192, repeats: int = 5) -> float:
+    """How many times slower a bf16 matrix product runs than a float32 one on `device` (best of
+    `repeats` timings of an n x n product each); 1.0 on CUDA without measuring. A CPU with native
+    bf16 instructions (AVX-512 BF16, AMX) runs it about as fast or faster; one without (AVX2 only)
+    emulates it, measured about 90 times slower on such a 2-core machine, so bf16 autocast would
+    slow training instead of speeding it up."""
+    if device.type != "cpu":
+        return 1.0
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g)
+
+    def best(x: torch.Tensor) -> float:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            x @ x
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    return best(a.bfloat16()) / max(best(a), 1e-9)
+
+
 def describe_hardware(device: torch.device) -> str:
     """Where a run trains, in words for the model card: the GPU's name, or the CPU and its thread
     count; with the torch version."""

@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from training.data import PackedBatches, heldout_sentences, local_split
-from training.loop import RunRecord, adamw, describe_hardware, resolve_device
+from training.loop import RunRecord, adamw, bf16_slowdown, describe_hardware, resolve_device
 from training.staging import (
     carry_stage_logs,
     check_soften_factor,
@@ -46,6 +46,7 @@ from training.staging import (
 from zonkey import Zonkey, ZonkeyConfig
 
 EXPORT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+BF16_MAX_SLOWDOWN = 2.0  # bf16 autocast only where a bf16 matrix product is at most this much slower than float32
 
 
 @dataclass(frozen=True)
@@ -276,6 +277,25 @@ def quick_eval(ema: Zonkey, heldout_batch, sentences: list[str], seed: int) -> d
 # ---- main ---------------------------------------------------------------------------------------
 
 
+def use_bf16(cfg: TrainConfig, device: torch.device, run, rank: int) -> bool:
+    """Whether to train under bf16 autocast: as `cfg.bf16` asks, except on a CPU without fast bf16
+    (`bf16_slowdown` above BF16_MAX_SLOWDOWN), where it would slow every step tens of times; then the
+    run trains in float32, says so on stderr and records it in the log (event `bf16_off`)."""
+    if not cfg.bf16:
+        return False
+    slowdown = bf16_slowdown(device)
+    if slowdown <= BF16_MAX_SLOWDOWN:
+        return True
+    run.log({"event": "bf16_off", "bf16_slowdown": slowdown})
+    if rank == 0:
+        print(
+            f"bf16 autocast is off: on this CPU a bf16 matrix product is {slowdown:.0f}x slower than float32 "
+            "(no native bf16 instructions), so this run trains in float32; pass --bf16=false to skip the check",
+            file=sys.stderr,
+        )
+    return False
+
+
 def main(cfg: TrainConfig, resume: bool = False) -> dict:
     device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.threads)
@@ -352,7 +372,7 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
         run.log({"event": "resume", "step": run.step, "train_config": asdict(cfg)})
     stop_reason = "max_steps"
     bar = tqdm(total=cfg.max_steps, initial=run.step, disable=rank != 0, dynamic_ncols=True)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else None
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16(cfg, device, run, rank) else None
     model.train()
 
     ddp_state = {"minutes": 0.0, "chars": 0}  # under DDP: rank 0's clock and all ranks' characters, last step
