@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from zonkey import Zonkey, ZonkeyConfig, ZonkeyInputError
-from zonkey._utils import draw, rho
+from zonkey._utils import draw, rho, to_sphere
 from zonkey.checkpoint import CheckpointError
 from zonkey.config import LevelConfig
 from zonkey.diffusion import add_noise, pure_noise, relaxed_targets
@@ -212,6 +212,49 @@ def test_contrastive_options_set_level_one_reconstruction():
     release = info_nce(x, tgt, pool, w, base.levels[1].contrastive_negatives)
     assert torch.equal(losses[0], want) and torch.equal(losses[1], release)
     assert not torch.allclose(want, release)
+
+
+def test_mlm_denoiser_averages_the_compressor_and_the_decoders_prediction():
+    base = ZonkeyConfig.preset("tiny")
+    lc = dataclasses.replace(base.levels[1], mlm_negatives=7)
+    assert dataclasses.replace(lc, mlm_denoiser=True).architecture() == lc.architecture()
+    g = torch.Generator().manual_seed(0)
+    m, s, d = 3, lc.seg_len, lc.d_model
+    x = torch.randn(m, s, d, generator=g)
+    valid = torch.arange(s)[None] < torch.tensor([[s], [s - 3], [5]])
+    logp = torch.where(valid, 0.0, -20.0)
+    win = types.SimpleNamespace(x=x, valid=valid, logp=logp)
+    w, pool = valid.float(), x[valid]
+    levels = []
+    for flag in (False, True):
+        cfg = base.replace(levels=(base.levels[0], dataclasses.replace(lc, mlm_denoiser=flag)))
+        torch.manual_seed(1)
+        levels.append(ZonkeyLevel(cfg.levels[1], 1, cfg))
+    release, head = levels
+    torch.manual_seed(3)
+    want_compressor = release.mlm_loss(win, w, pool)
+    # the same draws by hand: picks, the 80/10/10 split, the random vectors, the negatives, then t and the noise
+    torch.manual_seed(3)
+    pick = (torch.rand(m, s) < 0.2) & valid
+    u = torch.rand(m, s)
+    xs = to_sphere(x, rho(d))
+    xs = torch.where((pick & (u >= 0.8) & (u < 0.9))[..., None], to_sphere(torch.randn_like(xs), rho(d)), xs)
+    masked = pick & (u < 0.8)
+    h = head.mlm_outputs(xs, masked, logp, valid)
+    got_compressor = info_nce(h, x, pool, pick.float(), 7)
+    z = head.compressor(torch.where(masked[..., None], to_sphere(head.mask_vector, rho(d)), xs), logp, valid)
+    t = torch.rand(m)
+    want_decoder = info_nce(head.decoder(add_noise(z, t), t).x, x, pool, pick.float(), 7)
+    torch.manual_seed(3)
+    got = head.mlm_loss(win, w, pool)
+    assert torch.allclose(got_compressor, want_compressor)
+    assert torch.allclose(got, 0.5 * (want_compressor + want_decoder))
+    got.backward()  # the denoiser variant trains the decoder; the release's term does not reach it
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in head.decoder.parameters())
+    release.zero_grad()
+    torch.manual_seed(3)
+    release.mlm_loss(win, w, pool).backward()
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in release.decoder.parameters())
 
 
 def test_same_seed_same_output_and_different_seed_differs(tiny_model, sentence):

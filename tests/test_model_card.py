@@ -42,6 +42,14 @@ def test_stage_line_names_what_trained_and_how():
         "; level-1 MLM term: 512 negatives, 0.95 same-word cosine, logits 16.0·cos"
         "; level-1 InfoNCE reconstruction terms: 512 negatives; loss weight mlm 0.714;" in wide_line
     )
+    head = stage_line(_stage(frozen_levels=1, model_overrides={"levels": [{}, {**wide, "mlm_denoiser": True}]}))
+    assert "logits 16.0·cos, averaged with its denoiser variant;" in head
+
+
+def test_stage_line_says_fp32_when_bf16_was_turned_off():
+    assert "1 torch thread(s), bf16 autocast;" in stage_line(_stage())
+    off = stage_line({**_stage(), "bf16_off": True})
+    assert "1 torch thread(s), fp32 (bf16 autocast asked for, off on a CPU without fast bf16);" in off
 
 
 def test_stage_name_shows_a_config_number_that_differs_from_the_position():

@@ -92,6 +92,7 @@ def train_summary(log_path: Path) -> dict:
         "bad_steps": end[-1]["bad_steps"] if end else None,
         "world_size": start.get("world_size", 1),
         "hardware": start.get("hardware"),
+        "bf16_off": any(r.get("event") == "bf16_off" for r in recs),  # asked for, turned off (train.use_bf16)
     }
 
 
@@ -128,16 +129,21 @@ def stage_line(t: dict) -> str:
             ]
             if lv.get(f"{term}_logit_scale"):
                 opts.append(f"logits {lv[f'{term}_logit_scale']}·cos")
+            if term == "mlm" and lv.get("mlm_denoiser"):
+                opts.append("averaged with its denoiser variant")
             if opts:
                 what += f"; level-{i} {name}: {', '.join(opts)}"
     for term, weight in (overrides.get("loss_weights") or {}).items():
         what += f"; loss weight {term} {weight:.3g}"
+    precision = "bf16 autocast" if tc.get("bf16") else "fp32"
+    if tc.get("bf16") and t.get("bf16_off"):
+        precision = "fp32 (bf16 autocast asked for, off on a CPU without fast bf16)"
     world = t["world_size"]
     procs = f"{world} DDP processes of " if world > 1 else ""
     batch = f"{world} × {tc.get('batch_size')}" if world > 1 else f"{tc.get('batch_size')}"
     return (
         f"{what}; {t['steps']} steps of {batch} documents, peak lr {tc.get('lr')}, "
-        f"{procs}{tc.get('threads', '?')} torch thread(s), {'bf16 autocast' if tc.get('bf16') else 'fp32'}; "
+        f"{procs}{tc.get('threads', '?')} torch thread(s), {precision}; "
         f"**characters seen:** {fmt(t['chars_seen'])}; **wall-clock:** {fmt(t['wall_clock_min'])} min; "
         f"median throughput {fmt(t['median_chars_per_sec'])} characters/s; non-finite steps skipped: "
         f"{fmt(t['bad_steps'])}."

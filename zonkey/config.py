@@ -22,6 +22,7 @@ LOSS_ONLY_FIELDS = frozenset(
         "mlm_negatives",
         "mlm_same_cos",
         "mlm_logit_scale",
+        "mlm_denoiser",
         "contrastive_negatives",
         "contrastive_same_cos",
         "contrastive_logit_scale",
@@ -52,6 +53,8 @@ class LevelConfig:
     mlm_same_cos: float = SAME_COS  # MLM negatives with a larger cosine to the target are masked: by default only
     # the target itself (P8); lower (e.g. 0.95) also masks other occurrences of the same word. Not in the method
     mlm_logit_scale: float = 0.0  # MLM logits: 0 = the release's 2*atanh(cos); > 0 = this times cos. Not in the method
+    mlm_denoiser: bool = False  # MLM term = mean of the compressor variant (the release) and a denoiser variant: the
+    # masked window compressed, noised to t ~ U(0, 1) and decoded (the original code's HEAD; METHOD §10.8, §16)
     contrastive_negatives: int = 63  # level >= 1 InfoNCE negatives (reconstruction and the stitcher's sequence terms)
     contrastive_same_cos: float = SAME_COS  # as mlm_same_cos, for those terms. Not in the method
     contrastive_logit_scale: float = 0.0  # as mlm_logit_scale, for those terms. Not in the method

@@ -199,7 +199,9 @@ class ZonkeyLevel(nn.Module):
     def mlm_loss(self, win: Windows, w, pool):
         """Masked-vector loss on this level's input windows (METHOD §10.4): 20% of real positions,
         80% mask vector / 10% random sphere vector / 10% unchanged, through the compressor's
-        transformer; InfoNCE against the original vector."""
+        transformer; InfoNCE against the original vector. With `mlm_denoiser` (the original code's
+        HEAD) the mean of that and the same InfoNCE on the decoder's output for the corrupted window
+        compressed and noised to t ~ U(0, 1): the prediction infilling makes."""
         cfg = self.cfg
         d = cfg.d_model
         cand = win.valid & (w > 0)
@@ -210,10 +212,22 @@ class ZonkeyLevel(nn.Module):
         u = torch.rand(cand.shape, device=w.device)
         rnd = to_sphere(torch.randn_like(x), rho(d))
         x = torch.where((pick & (u >= 0.8) & (u < 0.9))[..., None], rnd, x)
-        h = self.mlm_outputs(x, pick & (u < 0.8), win.logp, win.valid)
-        return info_nce(
-            h, win.x, pool, pick.float(), cfg.mlm_negatives, same_cos=cfg.mlm_same_cos, scale=cfg.mlm_logit_scale
-        )
+        masked = pick & (u < 0.8)
+        h = self.mlm_outputs(x, masked, win.logp, win.valid)  # (m, s, d)
+
+        def loss(pred):
+            return info_nce(
+                pred, win.x, pool, pick.float(), cfg.mlm_negatives, same_cos=cfg.mlm_same_cos, scale=cfg.mlm_logit_scale
+            )
+
+        compressor_variant = loss(h)
+        if not cfg.mlm_denoiser:
+            return compressor_variant
+        # denoiser variant: the corrupted window through the whole compressor, noised, decoded
+        mask = to_sphere(self.mask_vector, rho(d))
+        z = self.compressor(torch.where(masked[..., None], mask, x), win.logp, win.valid)  # (m, c, d)
+        t = torch.rand(z.shape[0], device=z.device)
+        return 0.5 * (compressor_variant + loss(self.decoder(add_noise(z, t), t).x))
 
     def mlm_outputs(self, x, masked, logp, valid):
         """The MLM head: the compressor's transformer over inputs x (m, s, d) on the rho(d) sphere
