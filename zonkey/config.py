@@ -55,7 +55,7 @@ class LevelConfig:
     mlm_logit_scale: float = 0.0  # MLM logits: 0 = the release's 2*atanh(cos); > 0 = this times cos. Not in the method
     mlm_denoiser: bool = False  # MLM term = mean of the compressor variant (the release) and a denoiser variant: the
     # masked window compressed, noised to t ~ U(0, 1) and decoded (the original code's HEAD; METHOD §10.8, §16).
-    # Measured on `small` (card, stage 34): it cost the decoder its sampling
+    # Measured on `small` (stage 34 in training/cards/zonkey-small-stages.md): it cost the decoder its sampling
     contrastive_negatives: int = 63  # level >= 1 InfoNCE negatives (reconstruction and the stitcher's sequence terms)
     contrastive_same_cos: float = SAME_COS  # as mlm_same_cos, for those terms. Not in the method
     contrastive_logit_scale: float = 0.0  # as mlm_logit_scale, for those terms. Not in the method
