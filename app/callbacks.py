@@ -49,7 +49,9 @@ def bind(fn, outputs: dict):
     comps = list(outputs.values())
 
     def convert(upd: dict) -> dict:
-        return {outputs[k]: v for k, v in upd.items() if k in outputs}
+        # An empty update (a handler that only warned) leaves every output as it is. Gradio would
+        # read a bare {} as one output's value and fail on the count, so it is spelt out.
+        return {outputs[k]: v for k, v in upd.items() if k in outputs} or {c: gr.skip() for c in comps}
 
     if inspect.isgeneratorfunction(fn):
 
@@ -97,6 +99,7 @@ def guarded(fn):
                 yield from fn(*args, **kwargs)
             except (ZonkeyInputError, ModelUnavailable) as e:
                 _warn(e)
+                yield {}  # outputs stay as they were (a generator that yields nothing blanks them)
             except StreamCancelled:
                 return
             except gr.Error:

@@ -328,13 +328,35 @@ def test_run_callbacks_turn_bad_input_into_warnings(service):
     from app import callbacks
 
     with pytest.warns(UserWarning, match="Nothing to fill"):
-        assert list(callbacks.run_infill(service, "no gap here", [], "auto", "auto", 8, 5, 0)) == []
+        assert list(callbacks.run_infill(service, "no gap here", [], "auto", "auto", 8, 5, 0)) == [{}]
     with pytest.warns(UserWarning, match="out of range"):
-        assert list(callbacks.run_generate(service, 0, 10**6, 0)) == []
+        assert list(callbacks.run_generate(service, 0, 10**6, 0)) == [{}]
     with pytest.warns(UserWarning, match="empty"):
         assert callbacks.run_segment(service, None, "  ", 0.5) == {}
     with pytest.warns(UserWarning, match="overlaps"):
         assert callbacks.on_mask("abcdef", [{"start": 0, "end": 3, "chars": "abc"}], [2, 4]) == {}
+
+
+def test_bind_turns_a_warning_only_update_into_skips_for_every_output():
+    """A handler that only warned returns (or yields) {}; gradio must get one no-op update per
+    output component, since a bare {} would be read as a single output value and fail."""
+    import gradio as gr
+
+    from app import callbacks
+
+    outs = {"a": "component-a", "b": "component-b"}
+    fn, comps = callbacks.bind(lambda: {}, outs)
+    assert comps == ["component-a", "component-b"]
+    assert fn() == {"component-a": gr.skip(), "component-b": gr.skip()}
+    fn, _ = callbacks.bind(lambda: {"b": 2, "unbound": 3}, outs)
+    assert fn() == {"component-b": 2}
+
+    def stream():
+        yield {"a": 1}
+        yield {}
+
+    gen, _ = callbacks.bind(stream, outs)
+    assert list(gen()) == [{"component-a": 1}, {"component-a": gr.skip(), "component-b": gr.skip()}]
 
 
 def test_run_segment_callback(service):

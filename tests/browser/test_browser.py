@@ -166,6 +166,43 @@ def test_rapid_clicks_and_bad_input_keep_the_app_alive(page, plog, app_url):
     assert plog.errors() == []
 
 
+def toasts(page, kind: str) -> list[str]:
+    return page.locator(f"[data-testid='toast-body'].{kind}").all_inner_texts()
+
+
+def test_rejected_input_warns_and_keeps_the_previous_result(page, plog, app_url):
+    """A rejected input shows its warning and nothing else: no error toast, and the outputs of the
+    last good run stay on screen (a plain handler and a streaming one, on two tabs)."""
+    open_app(page, app_url)
+    run_infill_on_brown(page)
+    fill = page.inner_text("#infill-view")
+    select_in_textarea(page, "#infill-text textarea", 12, 18)  # overlaps the masked "brown"
+    page.wait_for_timeout(400)
+    page.click("#infill-mask")
+    page.wait_for_selector("[data-testid='toast-body'].warning >> text=overlaps")
+    page.click("#infill-clear")
+    page.wait_for_timeout(600)
+    page.click("#infill-run")  # no span left and no ___ in the text
+    page.wait_for_selector("[data-testid='toast-body'].warning >> text=Nothing to fill")
+    page.wait_for_timeout(800)
+    assert page.inner_text("#infill-view") == fill
+    assert page.locator("#infill-view mark.zk-fill").count() == 1
+    assert page.locator("#infill-export").is_visible()
+
+    page.get_by_role("tab", name="Tokenization").click()
+    page.fill("#tok-text textarea", TEXT)
+    page.click("#tok-run")
+    page.wait_for_selector("#tok-heatmap .js-plotly-plot")
+    counters = page.inner_text("#tok-counters")
+    page.fill("#tok-text textarea", "   ")
+    page.click("#tok-run")
+    page.wait_for_selector("[data-testid='toast-body'].warning >> text=empty")
+    page.wait_for_timeout(800)
+    assert page.inner_text("#tok-counters") == counters
+    assert toasts(page, "error") == []
+    assert plog.errors() == []
+
+
 @pytest.mark.parametrize("tab", ["Model"])
 def test_model_tab_renders_without_checkpoint_files(page, plog, app_url, tab):
     open_app(page, app_url)
