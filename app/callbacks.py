@@ -261,7 +261,11 @@ def run_segment(service: ModelService, baseline, text, threshold) -> dict:
     rows = analysis.boundary_scores(text, starts)
     out = {
         "heatmap": plots.bos_heatmap(
-            text, [lv.char_bos for lv in seg.levels], starts, title="P(a segment begins at this character)"
+            text,
+            [lv.char_bos for lv in seg.levels],
+            starts,
+            title="P(a segment begins at this character)",
+            threshold=threshold,
         ),
         "counters": counters_markdown(text, counts),
     }

@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 LEVEL_NAMES = {0: "level 0 (word-like)", 1: "level 1 (sentence-like)"}
+ROW_NAMES = {0: "L0 words", 1: "L1 sentences"}  # heatmap rows: short, so a phone keeps room for the cells
 WS_GLYPHS = {" ": "·", "\n": "⏎", "\t": "→", "\r": "␍"}
 HEATMAP_WINDOW = 160  # characters visible at once in a long heatmap (drag to pan)
 _FONT = dict(family="ui-monospace, SFMono-Regular, Menlo, Consolas, monospace")
@@ -65,18 +66,21 @@ def bos_heatmap(
     zmax: float = 1.0,
     colorbar_title: str = "P(begins)",
     highlight: Sequence[tuple[int, int]] = (),
+    threshold: float | None = None,
 ) -> go.Figure:
     """Heatmap of per-character scores: one row per level, one cell per character.
 
     char_bos: per level, an (n_chars,) array of P(a segment of that level begins at char i).
     starts: per level, the chosen segment starts, marked with a dot on their cell.
-    highlight: (start, end) character regions (e.g. the filled ones) shaded behind the cells."""
+    highlight: (start, end) character regions (e.g. the filled ones) shaded behind the cells.
+    threshold: where given, starts at or below it (the first character, or a segment that reached
+    its maximum length: `force_coverage`) get a hollow dot, the others a filled one."""
     n = len(text)
     rows = [np.asarray(b, dtype=float).reshape(-1)[:n] for b in char_bos]
     if n == 0 or not rows:
         return empty_figure("no text")
     z = np.vstack([np.pad(r, (0, n - len(r))) for r in rows])  # (levels, n)
-    names = list(row_names) if row_names else [level_name(i) for i in range(len(rows))]
+    names = list(row_names) if row_names else [ROW_NAMES.get(i, f"L{i}") for i in range(len(rows))]
     glyphs = [glyph(c) for c in text]
     custom = np.array([glyphs] * len(rows), dtype=object)
     fig = go.Figure(
@@ -91,24 +95,44 @@ def bos_heatmap(
             ygap=2,
             customdata=custom,
             hovertemplate="char %{x} '%{customdata}'<br>%{y}<br>" + colorbar_title + " = %{z:.3f}<extra></extra>",
-            colorbar=dict(title=dict(text=colorbar_title, side="right"), thickness=12),
+            # below the plot, so a narrow screen keeps its width for the cells
+            colorbar=dict(
+                title=dict(text=colorbar_title, side="top"),
+                orientation="h",
+                thickness=8,
+                len=0.45,
+                x=1.0,
+                xanchor="right",
+                y=-0.08,
+                yanchor="top",
+            ),
         )
     )
+    legend_shown: set[str] = set()
     for lv, st in enumerate(starts or []):
         if lv >= len(names):
             break
         xs = [s for s in st if 0 <= s < n]
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=[names[lv]] * len(xs),
-                mode="markers",
-                marker=dict(symbol="circle", size=5, color="#e4572e"),
-                name="segment start",
-                showlegend=lv == 0,
-                hovertemplate="segment starts at char %{x}<extra></extra>",
+        forced = [threshold is not None and z[lv, s] <= threshold for s in xs]
+        for kind, symbol, keep in (
+            ("segment start", "circle", False),
+            ("start forced (first character or maximum length)", "circle-open", True),
+        ):
+            sel = [s for s, f in zip(xs, forced) if f == keep]
+            if not sel:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=sel,
+                    y=[names[lv]] * len(sel),
+                    mode="markers",
+                    marker=dict(symbol=symbol, size=6, color="#e4572e", line=dict(width=1.5, color="#e4572e")),
+                    name=kind,
+                    showlegend=kind not in legend_shown,
+                    hovertemplate=kind + " at char %{x}<extra></extra>",
+                )
             )
-        )
+            legend_shown.add(kind)
     for s, e in highlight:
         if e > s:
             fig.add_vrect(
@@ -120,18 +144,19 @@ def bos_heatmap(
         xaxis["range"] = [-0.5, HEATMAP_WINDOW - 0.5]
     fig.update_layout(
         title=dict(text=title, x=0.01, font=dict(size=13)) if title else None,
-        height=110 + 55 * len(rows) + (25 if title else 0),
-        margin=dict(l=10, r=10, t=35 if title else 10, b=30),
+        height=140 + 55 * len(rows) + (25 if title else 0),
+        margin=dict(l=10, r=10, t=35 if title else 10, b=60),
         xaxis=xaxis,
         yaxis=dict(autorange="reversed", showgrid=False),
         dragmode="pan",
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
+        legend=dict(orientation="h", yanchor="top", y=-0.08, xanchor="left", x=0.0, font=dict(size=11)),
     )
     return fig
 
 
-def existence_figure(existence: Sequence[float], level: int, step: int | None = None) -> go.Figure:
-    """Existence probability of each slot being denoised (a slot below 0.5 is dropped when decoding)."""
+def existence_figure(existence: Sequence[float], level: int, label: str | None = None) -> go.Figure:
+    """Existence probability of each slot being denoised (a slot below 0.5 is dropped when decoding).
+    `label`: the step, as the caption names it (e.g. "gap 2 · step 5/20")."""
     if not existence:
         return empty_figure("no existence probabilities at this step", height=140)
     p = [float(x) for x in existence]
@@ -149,7 +174,7 @@ def existence_figure(existence: Sequence[float], level: int, step: int | None = 
         height=170,
         margin=dict(l=10, r=10, t=30, b=30),
         title=dict(
-            text=f"existence per {unit} (level {level})" + (f", step {step}" if step else ""),
+            text=f"existence per {unit} (level {level})" + (f", {label}" if label else ""),
             x=0.01,
             font=dict(size=12),
         ),

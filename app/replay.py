@@ -34,9 +34,17 @@ def _boundaries_for(replay: dict, i: int) -> tuple[Boundaries | None, str]:
     return None, ""
 
 
+def step_label(step: TrajectoryStep, total: int, kind: str = "infill") -> str:
+    """The step as the caption and the plot titles name it. Each pass of `total` steps has total + 1
+    frames: an infill runs one pass per gap, a generation one pass plus a second that re-infills
+    its least confident words."""
+    k, i = divmod(step.step, total + 1)
+    if k == 0:
+        return f"step {i}/{total}"
+    return f"{'second pass' if kind == 'generate' else f'gap {k + 1}'} · step {i}/{total}"
+
+
 def step_caption(step: TrajectoryStep, total: int, elapsed: float | None = None, kind: str = "infill") -> str:
-    """Each pass of `total` steps has total + 1 frames: an infill runs one pass per gap, a generation
-    one pass plus a second that re-infills its least confident words."""
     k, i = divmod(step.step, total + 1)
     where = plots.level_name(step.level)
     done = f" · computed in {elapsed:.2f} s" if elapsed is not None else ""
@@ -55,13 +63,15 @@ def frame(replay: dict, i: int) -> dict:
     i = max(0, min(int(i), len(steps) - 1))
     st = steps[i]
     b, btext = _boundaries_for(replay, i)
+    label = step_label(st, replay["total"], replay["kind"])
     heat = (
         plots.bos_heatmap(
             btext,
             b.char_bos,
             b.starts,
-            title=f"learned boundaries at step {st.step} (filled regions shaded)",
+            title=f"learned boundaries at {label} (filled regions shaded)",
             highlight=st.filled if btext == st.text else (),
+            threshold=settings.DEFAULT_THRESHOLD,  # the service computes replay boundaries at it
         )
         if b is not None
         else plots.empty_figure("boundaries not computed for this step")
@@ -71,7 +81,7 @@ def frame(replay: dict, i: int) -> dict:
         "caption": step_caption(
             st, replay["total"], replay["elapsed"] if i == len(steps) - 1 else None, replay["kind"]
         ),
-        "existence": plots.existence_figure(st.existence, st.level, st.step),
+        "existence": plots.existence_figure(st.existence, st.level, label),
         "heatmap": heat,
     }
 
@@ -126,7 +136,7 @@ def reproduce_snippet(kind: str, args: dict) -> str:
     return (
         "Reproduce this result:\n\n```python\n"
         "from gradio_client import Client\n"
-        f'Client("http://127.0.0.1:7860/").predict({call}, api_name="/{kind}")\n'
+        f'Client("{settings.api_source()}").predict({call}, api_name="/{kind}")\n'
         "```\n"
     )
 
@@ -135,11 +145,14 @@ def stream_view(kind: str, stream, service: ModelService, settings_used: dict, a
     """Drive a service stream: yield live frames (throttled), then the replay-ready final frame."""
     total = settings_used["steps"]
     last_yield = 0.0
-    yield {
+    yield {  # nothing of the previous run stays beside this one's frames
         "caption": "**Starting…**",
         "slider": gr.Slider(visible=False),
         "export": gr.DownloadButton(visible=False),
         "timer": gr.Timer(active=False),
+        "heatmap": plots.empty_figure("learned boundaries per step (after the run)", height=170),
+        "reproduce": "Run in progress.",
+        "replay": None,
     }
     for ev in stream:
         if isinstance(ev, Finished):
@@ -176,5 +189,5 @@ def stream_view(kind: str, stream, service: ModelService, settings_used: dict, a
             yield {
                 "view": plots.filled_html(ev.text, ev.filled),
                 "caption": step_caption(ev, total, kind=kind),
-                "existence": plots.existence_figure(ev.existence, ev.level, ev.step),
+                "existence": plots.existence_figure(ev.existence, ev.level, step_label(ev, total, kind)),
             }

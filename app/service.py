@@ -223,7 +223,16 @@ class ModelService:
             return self.model.generate(num_segments, steps, seed, temperature=temperature, refine=refine)
 
     def infill_stream(
-        self, text, spans, *, level="auto", length="auto", steps=20, seed=0, temperature=1.0, threshold=0.5
+        self,
+        text,
+        spans,
+        *,
+        level="auto",
+        length="auto",
+        steps=20,
+        seed=0,
+        temperature=1.0,
+        threshold=settings.DEFAULT_THRESHOLD,
     ):
         """Yields each `TrajectoryStep` as the sampler produces it, then a `Finished`."""
         self._require()
@@ -233,7 +242,14 @@ class ModelService:
         )
 
     def generate_stream(
-        self, *, num_segments=None, steps=20, seed=0, temperature=1.0, refine=settings.DEFAULT_REFINE, threshold=0.5
+        self,
+        *,
+        num_segments=None,
+        steps=20,
+        seed=0,
+        temperature=1.0,
+        refine=settings.DEFAULT_REFINE,
+        threshold=settings.DEFAULT_THRESHOLD,
     ):
         self._require()
         return self._stream(

@@ -57,3 +57,13 @@ def server_name() -> str:
 
 def server_port() -> int:
     return int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
+
+
+def api_source() -> str:
+    """What `gradio_client.Client` connects to for this app: the Space's id on Hugging Face Spaces
+    (where SPACE_ID is set), else the address `python app.py` serves at."""
+    space = os.environ.get("SPACE_ID")
+    if space:
+        return space
+    host = server_name()
+    return f"http://{'127.0.0.1' if host in ('', '0.0.0.0') else host}:{server_port()}/"

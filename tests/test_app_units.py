@@ -306,7 +306,9 @@ def test_run_infill_callback_streams_then_replays(service, tmp_path, monkeypatch
     updates = list(
         callbacks.run_infill(service, TEXT, [{"start": 4, "end": 9, "chars": "quick"}], "auto", "auto", 8, 6, 0)
     )
-    final = updates[-1]
+    start, final = updates[0], updates[-1]
+    assert start["replay"] is None and start["reproduce"] == "Run in progress."  # nothing of a previous run
+    assert not start["heatmap"].data
     live = [u for u in updates[1:-1] if "view" in u]
     assert len(live) == len(final["replay"]["steps"])  # every sampler step was streamed before the end
     assert all(u["caption"].startswith("**Step") and "zk-fill" in u["view"] for u in live)
@@ -322,6 +324,44 @@ def test_run_infill_callback_streams_then_replays(service, tmp_path, monkeypatch
     assert tick["slider"] == 1
     end = rp.on_tick(replay, len(replay["steps"]) - 2)
     assert end["timer"].active is False
+
+
+def test_step_label_names_the_same_step_in_caption_and_plot_titles():
+    from app import replay as rp
+
+    def step(k):
+        return TrajectoryStep(k, 0.5, 1, "abc", [], [0.9, 0.2])
+
+    assert rp.step_label(step(5), 20) == "step 5/20"
+    assert rp.step_label(step(26), 20, "infill") == "gap 2 · step 5/20"
+    assert rp.step_label(step(41), 20, "generate") == "second pass · step 20/20"
+    assert rp.step_caption(step(41), 20, kind="generate").startswith("**Step 20/20**")
+    replay = {"kind": "generate", "steps": [step(0), step(41)], "boundaries": {}, "total": 20, "elapsed": 1.0}
+    out = rp.frame(replay, 1)
+    assert out["existence"].layout.title.text.endswith(", second pass · step 20/20")
+    assert "step 41" not in out["existence"].layout.title.text
+    assert rp.frame(replay, 0)["existence"].layout.title.text.endswith(", step 0/20")  # step 0 is named too
+
+
+def test_reproduce_snippet_points_at_the_space_or_the_local_server(monkeypatch):
+    from app import replay as rp
+
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7861")
+    assert 'Client("http://127.0.0.1:7861/")' in rp.reproduce_snippet("infill", {"seed": 0})
+    monkeypatch.setenv("SPACE_ID", "someone/zonkey")
+    assert 'Client("someone/zonkey").predict(seed=0, api_name="/infill")' in rp.reproduce_snippet("infill", {"seed": 0})
+
+
+def test_heatmap_marks_forced_starts_apart_from_threshold_starts():
+    text = "abcdefgh"
+    bos = [np.array([0.0, 0.1, 0.9, 0.2, 0.0, 0.8, 0.1, 0.0])]
+    fig = plots.bos_heatmap(text, bos, [[0, 2, 4, 5]], threshold=0.5)
+    by_name = {t.name: list(t.x) for t in fig.data[1:]}
+    assert by_name == {"segment start": [2, 5], "start forced (first character or maximum length)": [0, 4]}
+    fig = plots.bos_heatmap(text, bos, [[0, 2, 4, 5]])  # no threshold: one kind of dot
+    assert [(t.name, list(t.x)) for t in fig.data[1:]] == [("segment start", [0, 2, 4, 5])]
 
 
 def test_run_callbacks_turn_bad_input_into_warnings(service):
@@ -606,7 +646,7 @@ def test_for_model_sends_each_request_to_the_chosen_model(two_models):
         assert run("model-c", TEXT, 0.5) == {}
     gen = callbacks.for_model(two_models, callbacks.run_generate)
     with pytest.warns(UserWarning, match="Unknown model"):
-        assert list(gen("model-c", 0, 3, 0)) == []
+        assert list(gen("model-c", 0, 3, 0)) == [{}]
 
 
 def test_every_model_listener_takes_the_model_choice(two_models):

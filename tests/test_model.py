@@ -320,6 +320,31 @@ def test_inputs_are_not_mutated(tiny_model, sentence):
     assert json.dumps(spans) == before
 
 
+def test_level0_char_bos_is_the_highest_bos_among_the_chars_bytes(tiny_model):
+    """A start is mapped to the char holding its byte, so the char's P is the max over its bytes:
+    every char above the threshold is a start, and a start at or below it was forced (position 0,
+    or `seg_len` bytes after the previous start)."""
+    from zonkey import codec
+    from zonkey.inference import encode_ids
+
+    text = "Tokyo 東京 Москва — naïve café ok"
+    seg = tiny_model.segment(text, threshold=0.5).levels[0]
+    cmap = codec.char_map(text)
+    with torch.no_grad():
+        code = encode_ids(tiny_model, codec.encode(text), threshold=0.5)[0]
+    beta = code.beta.float().numpy()  # (n_bytes,)
+    starts_b = code.win.start.numpy().tolist()  # byte offsets of the level-0 starts
+    seg_len = tiny_model.config.levels[0].seg_len
+    for i in range(len(text)):
+        b0, b1 = cmap.byte_of_char[i], cmap.byte_of_char[i + 1]
+        assert seg.char_bos[i] == pytest.approx(float(beta[b0:b1].max()), abs=1e-6)
+        if seg.char_bos[i] > 0.5:
+            assert i in seg.starts
+    for prev, nxt in zip(starts_b, starts_b[1:]):
+        assert beta[nxt] > 0.5 or (nxt - prev) % seg_len == 0  # a start below the threshold is forced
+    assert sorted({int(cmap.char_of_byte[b]) for b in starts_b}) == seg.starts
+
+
 @pytest.mark.parametrize(
     "call, match",
     [

@@ -90,9 +90,10 @@ def segment(model, text, threshold: float = 0.5) -> Segmentation:
     n = len(text)
     levels = []
     first_bytes = cmap.byte_of_char[:-1]
-    # level 0: BOS prob of each char's first byte; starts mapped to the char holding the byte
-    beta0 = codes[0].beta.float().cpu().numpy()
-    bos0 = beta0[first_bytes].copy()
+    # level 0: the highest BOS prob among each char's bytes, as starts are mapped to the char holding
+    # the byte; so a start whose char is at or below the threshold was forced (position 0, coverage)
+    beta0 = codes[0].beta.float().cpu().numpy()  # (n_bytes,)
+    bos0 = np.maximum.reduceat(beta0[: cmap.byte_of_char[-1]], first_bytes).astype(np.float64)
     starts_bytes = codes[0].win.start.cpu().numpy()
     starts0 = sorted(set(cmap.char_of_byte[starts_bytes].tolist()))
     levels.append(LevelSegmentation(0, bos0, starts0, float(threshold)))

@@ -13,8 +13,10 @@ import torch
 class LevelSegmentation:
     """Segmentation of a text at one level.
 
-    char_bos: (n_chars,) float, P(a segment of this level begins at char i). At level >= 1 it is
-        0 at characters where no level-0 segment starts.
+    char_bos: (n_chars,) float, P(a segment of this level begins at char i): the highest BOS
+        probability among the units the char holds (its bytes at level 0, the level-0 segments
+        starting at it above), 0 at characters where no unit of the level starts. A start at a
+        char at or below `threshold` is a forced one (position 0, or the coverage rule).
     starts: char offsets where segments begin (decision rule: position 0, every BOS prob above
         `threshold`, plus the forced starts that keep every segment at most `seg_len` units long).
     """

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app import callbacks, settings
+from app import callbacks, plots, settings
 from app.tabs.viewer import PRIVATE, build_viewer, temperature_slider, wire_run
+from zonkey.validation import find_gap_markers
 
 LEVEL_CHOICES = [("auto", "auto"), ("0 · characters", "0"), ("1 · words", "1")]
 LENGTH_CHOICES = [("auto (the model sizes it)", "auto"), ("keep (the gap's length)", "keep"), ("N characters", "chars")]
@@ -47,7 +48,11 @@ def build_infill_tab(models, model_choice, examples: list[dict]) -> dict:
             with gr.Row():
                 c["mask"] = gr.Button("Mask selection", elem_id="infill-mask", size="sm")
                 c["clear"] = gr.Button("Clear masks", elem_id="infill-clear", size="sm")
-            c["preview"] = gr.HTML(label="Gaps to fill", elem_id="infill-preview")
+            c["preview"] = gr.HTML(  # the first example's ___ gaps, before any edit
+                plots.mask_preview_html(first, [], find_gap_markers(first)[1]),
+                label="Gaps to fill",
+                elem_id="infill-preview",
+            )
             c["span_list"] = gr.Dropdown(
                 choices=[],
                 value=[],

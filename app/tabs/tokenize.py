@@ -26,7 +26,8 @@ def build_tokenize_tab(models, model_choice, baseline, baseline_note: str, examp
                 value=settings.DEFAULT_THRESHOLD,
                 step=0.05,
                 label="Boundary threshold",
-                info="a segment starts where P > threshold",
+                info="a segment starts where P > threshold, or where the one before would exceed its "
+                "maximum length (hollow dot)",
                 elem_id="tok-threshold",
             )
             c["run"] = gr.Button("Segment", variant="primary", elem_id="tok-run")

@@ -13,6 +13,10 @@ import gradio as gr
 from app import callbacks, plots, replay, settings
 
 PRIVATE = dict(api_visibility="private")
+STOPPED_JS = (
+    "(c) => (!c || c.includes('computed in') || c.startsWith('**Stopped**')) ? c "
+    ": '**Stopped** by you at ' + c.replace('**Step', 'step').replace('**', '')"
+)
 
 
 def temperature_slider(elem_id: str) -> gr.Slider:
@@ -91,7 +95,16 @@ def wire_run(c: dict, v: dict, models, run_fn, inputs: list) -> None:
         show_progress="minimal",
         **PRIVATE,
     )
-    c["stop"].click(None, None, None, cancels=[run], **PRIVATE)
+    # Stop says so in the caption (unless the run had already finished) and keeps the partial result
+    c["stop"].click(
+        None,
+        [v["caption"]],
+        [v["caption"]],
+        js=STOPPED_JS,
+        cancels=[run],
+        show_progress="hidden",
+        **PRIVATE,
+    )
     wire_replay(v)
 
 
