@@ -191,8 +191,12 @@ def training_curves(records: list[dict], keys: Sequence[str], max_points: int = 
     if not records or not keys:
         return empty_figure("no training log to plot", height=200)
     fig = make_subplots(rows=len(keys), cols=1, shared_xaxes=True, subplot_titles=keys, vertical_spacing=0.06)
+    shown: set[str] = set()  # one legend entry per split, from whichever panel draws it first
     for row, key in enumerate(keys, start=1):
-        for split, style in (("train", dict(mode="lines")), ("heldout", dict(mode="lines+markers"))):
+        for split, style in (
+            ("train", dict(mode="lines", line=dict(color="#3b7dd8"))),
+            ("heldout", dict(mode="lines+markers", line=dict(color="#e4572e"))),
+        ):
             pts = [
                 (r["step"], r[key])
                 for r in records
@@ -205,10 +209,11 @@ def training_curves(records: list[dict], keys: Sequence[str], max_points: int = 
                 pts = pts[::stride] + ([pts[-1]] if (len(pts) - 1) % stride else [])
             xs, ys = zip(*pts, strict=True)
             fig.add_trace(
-                go.Scatter(x=xs, y=ys, name=f"{split}", legendgroup=split, showlegend=row == 1, **style),
+                go.Scatter(x=xs, y=ys, name=split, legendgroup=split, showlegend=split not in shown, **style),
                 row=row,
                 col=1,
             )
+            shown.add(split)
     fig.update_layout(
         height=60 + 190 * len(keys),
         margin=dict(l=10, r=10, t=40, b=30),

@@ -139,7 +139,7 @@ def build_app(
             )
             with gr.Column(scale=3):
                 banner = gr.HTML(banner_html(service))
-        with gr.Tabs():
+        with gr.Tabs(overflow_behavior="wrap"):  # a phone shows every tab, on two rows if need be
             with gr.Tab("Infill", id="infill"):
                 build_infill_tab(models, choice, examples["infill"])
             with gr.Tab("Generate", id="generate"):

@@ -157,6 +157,12 @@ def test_training_curves_split_train_and_heldout():
     fig = plots.training_curves(big, ["loss"], max_points=500)
     assert len(fig.data[0].x) <= 501 and fig.data[0].x[-1] == 9999
     assert plots.training_curves([], ["loss"]).layout.annotations
+    # held-out points only in a later panel: still one legend entry per split, one colour per split
+    records = [{"step": i, "loss": 1.0, "acc": 0.5} for i in range(3)] + [{"step": 2, "acc": 0.6, "split": "heldout"}]
+    fig = plots.training_curves(records, ["loss", "acc"])
+    assert sorted(t.name for t in fig.data if t.showlegend) == ["heldout", "train"]
+    colours = {t.name: {u.line.color for u in fig.data if u.name == t.name} for t in fig.data}
+    assert all(len(c) == 1 for c in colours.values()) and colours["train"] != colours["heldout"]
 
 
 # --- model card ---------------------------------------------------------------------------------

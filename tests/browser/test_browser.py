@@ -274,3 +274,17 @@ def test_choosing_a_model_switches_this_page_only(browser, page, plog, app_url, 
         context.close()
     assert f"Model: {other}" in page.inner_text("#zk-status")
     assert plog.errors() == []
+
+
+def test_a_phone_sees_every_tab(browser, app_url):
+    """At a phone's width the tabs wrap instead of hiding behind an overflow menu."""
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        phone = context.new_page()
+        open_app(phone, app_url)
+        visible = [t.inner_text() for t in phone.get_by_role("tab").all() if t.is_visible()]
+        assert visible == ["Infill", "Generate", "Tokenization", "Model"]
+        phone.get_by_role("tab", name="Tokenization").click()
+        phone.wait_for_selector("#tok-run", state="visible")
+    finally:
+        context.close()
