@@ -13,8 +13,9 @@ import gradio as gr
 from app import callbacks, plots, replay, settings
 
 PRIVATE = dict(api_visibility="private")
-STOPPED_JS = (
+STOPPED_JS = (  # the caption after Stop: a finished (or already stopped) run keeps its own
     "(c) => (!c || c.includes('computed in') || c.startsWith('**Stopped**')) ? c "
+    ": c.startsWith('**Starting') ? '**Stopped** before the first step.' "
     ": '**Stopped** by you at ' + c.replace('**Step', 'step').replace('**', '')"
 )
 
